@@ -1,0 +1,5 @@
+import sys
+
+from kslim.cli import main
+
+sys.exit(main())

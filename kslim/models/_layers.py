@@ -1,0 +1,352 @@
+"""Slim-style Keras layers that own slim's variable names.
+
+A Keras 3 weight's path is the stack of layer names it was built under plus its own
+name, so a layer named like a slim scope whose weights are named like slim's leaves
+(`weights`, `biases`, `depthwise_weights`, `pointwise_weights`,
+`BatchNorm/{beta,gamma,moving_mean,moving_variance}`) gives every weight its slim
+checkpoint name with no mapping table.
+
+Mirrors tf_slim's `layers/layers.py` (`conv2d`, `separable_conv2d`,
+`fully_connected`, `batch_norm`, `repeat`) with the arguments the slim nets pass
+through their `arg_scope`s made explicit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "BatchNorm",
+    "Conv2d",
+    "FullyConnected",
+    "SeparableConv2d",
+    "Stack",
+    "activation",
+    "conv2d_same_padding",
+    "l2_regularizer",
+]
+
+# slim.batch_norm's defaults (tf_slim layers.batch_norm: decay=0.999, epsilon=0.001).
+BATCH_NORM_DEFAULTS = {"decay": 0.999, "epsilon": 0.001, "center": True, "scale": False}
+
+
+def l2_regularizer(weight_decay: float | None):
+    """slim.l2_regularizer(wd): `wd * sum(w ** 2) / 2` per tensor, or None for 0."""
+    if not weight_decay:
+        return None
+    return keras.regularizers.L2(0.5 * float(weight_decay))
+
+
+_ACTIVATIONS: dict[str, Callable] = {
+    "relu": tf.nn.relu,
+    "relu6": tf.nn.relu6,
+    "tanh": tf.nn.tanh,
+    "sigmoid": tf.nn.sigmoid,
+    "swish": tf.nn.swish,
+    "hard_swish": lambda x: x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0),
+}
+
+
+def activation(name: str | None) -> Callable | None:
+    """The activation function for a slim `activation_fn`, given by name (None = linear)."""
+    if name is None:
+        return None
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)} or None"
+        ) from None
+
+
+def conv2d_same_padding(kernel_size: int, rate: int = 1) -> list[list[int]]:
+    """The explicit padding of slim's `resnet_utils.conv2d_same` for a strided conv.
+
+    TF's 'SAME' padding of a stride-2 conv depends on the input size (it pads more
+    at the bottom/right); slim pads `(k_eff - 1) // 2` before and the rest after,
+    independent of the input, then runs a VALID conv.
+    """
+    effective = kernel_size + (kernel_size - 1) * (rate - 1)
+    total = effective - 1
+    begin = total // 2
+    return [[0, 0], [begin, total - begin], [begin, total - begin], [0, 0]]
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"expected an int or a pair, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+class BatchNorm(keras.layers.BatchNormalization):
+    """slim.batch_norm as a Keras layer named `BatchNorm`.
+
+    Runs TensorFlow's fused batch norm, as slim does for NHWC inputs, so training
+    mode normalizes with the batch statistics and updates the moving averages with
+    the unbiased batch variance exactly as slim (`moving -= (moving - batch) *
+    (1 - decay)`). Slim's `decay` is Keras's `momentum`. With `scale=False` (slim's
+    default, used by the Inception nets) there is no `gamma` weight.
+    """
+
+    def __init__(self, decay: float = 0.999, epsilon: float = 0.001, center: bool = True,
+                 scale: bool = False, name: str = "BatchNorm", **kwargs):
+        kwargs.pop("momentum", None)
+        super().__init__(momentum=decay, epsilon=epsilon, center=center, scale=scale,
+                         name=name, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        if len(inputs.shape) != 4:
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones([channels], tf.float32)
+        beta = self.beta if self.center else tf.zeros([channels], tf.float32)
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
+            rate = 1.0 - self.momentum
+            self.moving_mean.assign_sub((self.moving_mean - mean) * rate)
+            self.moving_variance.assign_sub((self.moving_variance - variance) * rate)
+            return outputs
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, is_training=False)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["decay"] = config.pop("momentum")
+        return config
+
+
+def _normalizer(batch_norm: dict | None) -> BatchNorm | None:
+    if batch_norm is None:
+        return None
+    params = {**BATCH_NORM_DEFAULTS, **batch_norm}
+    return BatchNorm(**params)
+
+
+class _SlimLayer(keras.layers.Layer):
+    """Shared tail of slim's conv/fc layers: biases or BatchNorm, then activation."""
+
+    def __init__(self, activation_fn: str | None, batch_norm: dict | None,
+                 use_bias: bool | None, weight_decay: float | None,
+                 kernel_initializer, bias_initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.activation_fn = activation_fn
+        self._activation = activation(activation_fn)
+        self.batch_norm = batch_norm
+        self.norm = _normalizer(batch_norm)
+        # slim: a layer with a normalizer_fn has no biases.
+        self.use_bias = (batch_norm is None) if use_bias is None else use_bias
+        self.weight_decay = weight_decay
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def _add_biases(self, units: int):
+        if self.use_bias:
+            self.biases = self.add_weight(name="biases", shape=(units,),
+                                          initializer=self.bias_initializer)
+
+    def _finish(self, x, training):
+        if self.use_bias:
+            x = tf.nn.bias_add(x, self.biases)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        if self._activation is not None:
+            x = self._activation(x)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            activation_fn=self.activation_fn,
+            batch_norm=self.batch_norm,
+            use_bias=self.use_bias,
+            weight_decay=self.weight_decay,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+class Conv2d(_SlimLayer):
+    """slim.conv2d: `weights` [kh, kw, in, out], then `biases` or `BatchNorm`, then activation.
+
+    Args:
+        num_outputs: output channels.
+        kernel_size: int or (kh, kw).
+        stride: int or (sh, sw).
+        padding: 'SAME' or 'VALID' (TF semantics), or 'conv2d_same' for slim's
+            `resnet_utils.conv2d_same` (explicit symmetric padding when strided).
+        rate: atrous (dilation) rate.
+        activation_fn: activation name or None (slim's default is relu).
+        batch_norm: None, or the slim batch-norm params (`decay`, `epsilon`,
+            `scale`, `center`): adds a `BatchNorm` sub-layer and drops the biases.
+        weight_decay: slim's L2 on `weights` (`wd * sum(w**2) / 2`).
+        name: the slim scope of this layer.
+    """
+
+    def __init__(self, num_outputs: int, kernel_size, stride=1, padding: str = "SAME",
+                 rate: int = 1, activation_fn: str | None = "relu",
+                 batch_norm: dict | None = None, use_bias: bool | None = None,
+                 weight_decay: float | None = None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
+                         kernel_initializer, bias_initializer, **kwargs)
+        self.num_outputs = int(num_outputs)
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = padding.upper() if padding != "conv2d_same" else padding
+        self.rate = int(rate)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="weights", shape=(*self.kernel_size, input_shape[-1], self.num_outputs),
+            initializer=self.kernel_initializer,
+            regularizer=l2_regularizer(self.weight_decay))
+        self._add_biases(self.num_outputs)
+
+    def call(self, x, training=None):
+        padding = self.padding
+        if padding == "conv2d_same":
+            if self.stride == (1, 1):
+                padding = "SAME"
+            else:
+                x = tf.pad(x, conv2d_same_padding(self.kernel_size[0], self.rate))
+                padding = "VALID"
+        kernel = tf.cast(self.kernel, x.dtype)
+        x = tf.nn.conv2d(x, kernel, strides=self.stride, padding=padding,
+                         dilations=self.rate)
+        return self._finish(x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_outputs=self.num_outputs, kernel_size=self.kernel_size,
+                      stride=self.stride, padding=self.padding, rate=self.rate)
+        return config
+
+
+class SeparableConv2d(_SlimLayer):
+    """slim.separable_conv2d: `depthwise_weights` [kh, kw, in, multiplier], and with
+    `num_outputs` also `pointwise_weights` [1, 1, in * multiplier, out], in one scope.
+
+    `num_outputs=None` is slim's depthwise-only form (MobileNet's `*_depthwise`).
+    `weight_decay` regularizes the pointwise weights; `regularize_depthwise` adds it
+    to the depthwise weights too (slim's `regularize_depthwise`).
+    """
+
+    def __init__(self, num_outputs: int | None, kernel_size, depth_multiplier: int = 1,
+                 stride=1, padding: str = "SAME", rate: int = 1,
+                 activation_fn: str | None = "relu", batch_norm: dict | None = None,
+                 use_bias: bool | None = None, weight_decay: float | None = None,
+                 regularize_depthwise: bool = False,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
+                         kernel_initializer, bias_initializer, **kwargs)
+        self.num_outputs = None if num_outputs is None else int(num_outputs)
+        self.kernel_size = _pair(kernel_size)
+        self.depth_multiplier = int(depth_multiplier)
+        self.stride = _pair(stride)
+        self.padding = padding.upper()
+        self.rate = int(rate)
+        self.regularize_depthwise = regularize_depthwise
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_weights",
+            shape=(*self.kernel_size, channels, self.depth_multiplier),
+            initializer=self.kernel_initializer,
+            regularizer=l2_regularizer(self.weight_decay if self.regularize_depthwise else 0))
+        outputs = channels * self.depth_multiplier
+        if self.num_outputs is not None:
+            self.pointwise_kernel = self.add_weight(
+                name="pointwise_weights", shape=(1, 1, outputs, self.num_outputs),
+                initializer=self.kernel_initializer,
+                regularizer=l2_regularizer(self.weight_decay))
+            outputs = self.num_outputs
+        self._add_biases(outputs)
+
+    def call(self, x, training=None):
+        depthwise = tf.cast(self.depthwise_kernel, x.dtype)
+        strides = (1, *self.stride, 1)
+        if self.num_outputs is None:
+            x = tf.nn.depthwise_conv2d(x, depthwise, strides=strides, padding=self.padding,
+                                       dilations=(self.rate, self.rate))
+        else:
+            pointwise = tf.cast(self.pointwise_kernel, x.dtype)
+            x = tf.nn.separable_conv2d(x, depthwise, pointwise, strides=strides,
+                                       padding=self.padding,
+                                       dilations=(self.rate, self.rate))
+        return self._finish(x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_outputs=self.num_outputs, kernel_size=self.kernel_size,
+                      depth_multiplier=self.depth_multiplier, stride=self.stride,
+                      padding=self.padding, rate=self.rate,
+                      regularize_depthwise=self.regularize_depthwise)
+        return config
+
+
+class FullyConnected(_SlimLayer):
+    """slim.fully_connected: `weights` [in, out], then `biases` or `BatchNorm`, activation."""
+
+    def __init__(self, num_outputs: int, activation_fn: str | None = "relu",
+                 batch_norm: dict | None = None, use_bias: bool | None = None,
+                 weight_decay: float | None = None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
+                         kernel_initializer, bias_initializer, **kwargs)
+        self.num_outputs = int(num_outputs)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="weights", shape=(input_shape[-1], self.num_outputs),
+            initializer=self.kernel_initializer,
+            regularizer=l2_regularizer(self.weight_decay))
+        self._add_biases(self.num_outputs)
+
+    def call(self, x, training=None):
+        x = tf.matmul(x, tf.cast(self.kernel, x.dtype))
+        return self._finish(x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_outputs=self.num_outputs)
+        return config
+
+
+class Stack(keras.layers.Layer):
+    """A named slim scope whose layers run in order (`slim.repeat`, `slim.stack`,
+    an Inception branch).
+
+    Calling it (rather than its layers one by one) is what puts its name in its
+    layers' weight paths. `return_all=True` returns every layer's output, for the
+    end points slim's outputs collections record (see `collect`).
+    """
+
+    def __init__(self, layers: Sequence[keras.layers.Layer], **kwargs):
+        super().__init__(**kwargs)
+        self.layers = list(layers)
+
+    def call(self, x, training=None, return_all: bool = False):
+        outputs = []
+        for layer in self.layers:
+            x = layer(x, training=training)
+            outputs.append(x)
+        return outputs if return_all else x
+
+    def collect(self, x, end_points: dict, prefix: str = "", training=None):
+        """Runs the stack and records `"{prefix}/{stack}/{layer}"` end points; returns
+        the last output."""
+        outputs = self(x, training=training, return_all=True)
+        for layer, output in zip(self.layers, outputs):
+            end_points[f"{prefix}/{self.name}/{layer.name}".lstrip("/")] = output
+        return outputs[-1]
