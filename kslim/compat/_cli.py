@@ -131,11 +131,12 @@ def run_convert(args) -> int:
     return 0
 
 
-def analyze_vars(named_shapes, out=sys.stdout) -> tuple[int, int]:
+def analyze_vars(named_shapes, out=None) -> tuple[int, int]:
     """Prints `name (dtype shape) [size, bytes: n]` lines and totals, as
     `slim.model_analyzer.analyze_vars` did; returns (total size, total bytes)."""
     import numpy as np
 
+    out = out or sys.stdout
     print("---------", file=out)
     print("Variables: name (type shape) [size]", file=out)
     print("---------", file=out)
