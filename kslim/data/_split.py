@@ -1,0 +1,523 @@
+"""`get_split`: one split of a dataset, read from slim's TFRecords with `tf.data`.
+
+Mirrors the `get_split` functions of research/slim `datasets/*.py` and the decoding of
+tf_slim `data/tfexample_decoder.py` (`Image`, `Tensor`, `BoundingBox` handlers): 'raw'
+images are uint8 pixels, anything else is decoded by its content (JPEG, PNG, GIF, BMP, WebP),
+whatever `image/format` says.
+
+Bad data gives an error that names the file: a missing split or folder when the split is
+made, a truncated TFRecord file when reading starts (checked by walking the record
+headers), and a record without a decodable image or label as it is read (an assertion
+naming the file and the record number). `on_error="skip"` drops such records instead and
+lists them in `Split.skipped`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+import re
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from kslim.data import _records, _specs
+from kslim.data._specs import DatasetSpec
+
+__all__ = ["Split", "get_split", "SkippedRecord"]
+
+SkippedRecord = collections.namedtuple("SkippedRecord", ["file", "record", "reason"])
+
+# Check the framing of every file before reading when the split is at most this big.
+_AUTO_CHECK_BYTES = 2 << 30
+
+# Leading bytes of the image formats tf.io.decode_image reads.
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",  # BMP
+    b"\xff\x0a",  # JPEG XL codestream
+    b"\x00\x00\x00\x0cJXL \r\n\x87\n",  # JPEG XL container
+)
+
+_CONVERT_HINT = "create it with `kslim data convert --dataset_name {name} --dataset_dir {dir} --source ...`"
+
+
+def _op_message(error: tf.errors.OpError) -> str:
+    """The useful line of a TF runtime error, without its function and op wrappers."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.strip().splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", message).strip()
+
+
+def _is_raw(image_format: tf.Tensor) -> tf.Tensor:
+    return tf.logical_or(tf.equal(image_format, "raw"), tf.equal(image_format, "RAW"))
+
+
+def _has_image_header(encoded: tf.Tensor) -> tf.Tensor:
+    head = tf.strings.join([tf.strings.substr(encoded, 0, 16), b"\0" * 16])
+    known = [tf.equal(tf.strings.substr(head, 0, len(m)), m) for m in _MAGIC]
+    known.append(
+        tf.logical_and(
+            tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+            tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"),
+        )
+    )
+    return tf.reduce_any(tf.stack(known))
+
+
+@dataclasses.dataclass(eq=False)
+class Split:
+    """One split of a dataset: its files, sizes, class names, and a `tf.data` reader.
+
+    Made by `get_split`. `dataset()` yields `(image uint8 [H, W, C], label int64 [])` in
+    file order; `kslim.data.input_pipeline` builds the training and eval pipelines on it.
+
+    Example:
+        >>> split = kslim.data.get_split("mnist", "train", "/data/mnist")
+        >>> split.num_samples, split.num_classes, split.labels_to_names[3]
+        (60000, 10, 'three')
+        >>> for image, label in split.dataset().take(1): ...
+    """
+
+    spec: DatasetSpec
+    split_name: str
+    dataset_dir: str
+    file_pattern: str
+    files: tuple[str, ...]
+    num_samples: int
+    labels_to_names: dict[int, str] | None
+    skipped: list[SkippedRecord] = dataclasses.field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        self._skip_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def num_classes(self) -> int:
+        if self.spec.num_classes is not None:
+            return self.spec.num_classes
+        if self.labels_to_names:
+            return max(self.labels_to_names) + 1
+        raise ValueError(
+            f"The number of classes of {self.dataset_dir} is unknown: it has no "
+            f"{_records.LABELS_FILENAME} and no {_specs.INFO_FILENAME}"
+        )
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check_files(self, on_error: str = "raise") -> None:
+        """Walks every file's record headers; a truncated file is an error (or skipped).
+
+        Raises:
+            ValueError: naming the file and where it breaks, when `on_error="raise"`.
+        """
+        for path in self.files:
+            count, problem = _records.scan_tfrecord(path)
+            if problem is None:
+                continue
+            if on_error == "skip":
+                self._note_skipped(path, count, f"truncated TFRecord file: {problem}")
+                continue
+            raise ValueError(
+                f"TFRecord file {path} is truncated or corrupt: {problem}. The {count} records "
+                "before that point are intact. The file was cut short (an interrupted copy or "
+                "conversion?): copy or convert it again, or read the split with "
+                "on_error='skip' to use the intact records."
+            )
+
+    def verify(self) -> int:
+        """Reads and decodes every record of the split, eagerly.
+
+        Slow (it decodes everything); use it to find a bad file when a pipeline fails.
+
+        Returns:
+            The number of records read.
+
+        Raises:
+            ValueError: naming the first file (and record) that cannot be read or decoded.
+        """
+        self.check_files()
+        total = 0
+        for path in self.files:
+            files = tf.data.Dataset.from_tensors(path)
+            records = files.flat_map(self._read_file)
+            decoded = records.map(lambda f, i, r: self.decode(f, i, r, on_error="raise"))
+            index = 0
+            try:
+                for _ in decoded:
+                    index += 1
+            except tf.errors.OpError as e:
+                raise ValueError(
+                    f"{path}, record {index}: cannot be read or decoded ({_op_message(e)}). "
+                    "Convert the dataset again, or read it with on_error='skip'."
+                ) from None
+            total += index
+        return total
+
+    def _note_skipped(self, path, record, reason) -> None:
+        with self._skip_lock:
+            self.skipped.append(SkippedRecord(str(path), int(record), str(reason)))
+
+    # -- reading --------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_file(path: tf.Tensor) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(path).enumerate()
+        return records.map(lambda index, record: (path, index, record))
+
+    def records(
+        self,
+        *,
+        shuffle_files: bool = False,
+        seed: int | None = None,
+        input_context: tf.distribute.InputContext | None = None,
+        cycle_length: int = 1,
+        deterministic: bool | None = None,
+        on_error: str = "raise",
+        check_files: bool | str = "auto",
+    ) -> tf.data.Dataset:
+        """Serialized records as `(file, index_in_file, record)`, before decoding.
+
+        Args:
+            shuffle_files: shuffle the file order (each epoch).
+            seed: seed of the file shuffle.
+            input_context: `tf.distribute.InputContext`; this pipeline reads every
+                `num_input_pipelines`-th file from `input_pipeline_id` (or every n-th record
+                when there are fewer files than pipelines).
+            cycle_length: files read at once, records interleaved one at a time
+                (1: file order).
+            deterministic: passed to `interleave`.
+            on_error: "raise" or "skip" (see `dataset`).
+            check_files: walk the record headers of every file first; "auto" does it when
+                the split's files total at most 2 GiB.
+
+        Returns:
+            A `tf.data.Dataset` of `(string, int64, string)` scalars.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if check_files == "auto":
+            check_files = sum(tf.io.gfile.stat(f).length for f in self.files) <= _AUTO_CHECK_BYTES
+        if check_files:
+            self.check_files(on_error)
+        files = tf.data.Dataset.from_tensor_slices(list(self.files))
+        shard_records = None
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            shards = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+            if len(self.files) >= shards[0]:
+                files = files.shard(*shards)
+            else:
+                shard_records = shards
+        if shuffle_files:
+            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+        if cycle_length == 1:
+            records = files.flat_map(self._read_file)
+        else:
+            records = files.interleave(
+                self._read_file,
+                cycle_length=min(cycle_length, len(self.files)),
+                block_length=1,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=deterministic,
+            )
+        if shard_records is not None:
+            records = records.shard(*shard_records)
+        return records
+
+    def _features(self) -> dict:
+        spec = self.spec
+        features = {
+            _specs.ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
+            _specs.FORMAT: tf.io.FixedLenFeature((), tf.string, default_value=spec.default_format),
+            # slim defaults a missing label to 0 (-1 for imagenet); kslim reads -1 and fails.
+            _specs.LABEL: tf.io.FixedLenFeature(
+                spec.label_shape, tf.int64, default_value=np.full(spec.label_shape, -1, np.int64)
+            ),
+            _specs.HEIGHT: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+            _specs.WIDTH: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+        }
+        if spec.imagenet_items:
+            features.update(
+                {
+                    "image/class/text": tf.io.FixedLenFeature((), tf.string, default_value=""),
+                    "image/class/synset": tf.io.FixedLenFeature((), tf.string, default_value=""),
+                    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+                    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+                    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+                    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+                    # slim's reader key; build_imagenet_data.py writes image/object/bbox/label.
+                    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+                    "image/object/bbox/label": tf.io.VarLenFeature(tf.int64),
+                }
+            )
+        return features
+
+    def parse(self, serialized: tf.Tensor) -> dict:
+        """Parses one serialized `tf.train.Example` with this dataset's feature spec."""
+        return tf.io.parse_single_example(serialized, self._features())
+
+    def problem(self, features: dict) -> tf.Tensor:
+        """A string tensor: empty when the parsed record looks decodable, else the reason."""
+        spec = self.spec
+        encoded = features[_specs.ENCODED]
+        raw = _is_raw(features[_specs.FORMAT])
+        if spec.image_shape is not None:
+            raw_size = tf.constant(math.prod(spec.image_shape), tf.int32)
+        else:
+            raw_size = tf.cast(features[_specs.HEIGHT] * features[_specs.WIDTH] * spec.channels, tf.int32)
+        image_ok = tf.where(
+            raw, tf.equal(tf.strings.length(encoded), raw_size), _has_image_header(encoded)
+        )
+        label = tf.reshape(features[_specs.LABEL], [])
+        reason = tf.where(
+            tf.equal(tf.strings.length(encoded), 0),
+            "it has no image/encoded bytes",
+            tf.where(
+                image_ok,
+                "",
+                tf.where(
+                    raw,
+                    "its raw image has the wrong number of bytes for its shape",
+                    "its image/encoded bytes are not a JPEG, PNG, GIF, BMP or WebP image",
+                ),
+            ),
+        )
+        return tf.where(
+            tf.logical_and(tf.equal(reason, ""), label < 0), "it has no image/class/label", reason
+        )
+
+    def decode_image(self, features: dict) -> tf.Tensor:
+        """The uint8 `[H, W, C]` image of a parsed record (slim's `Image` handler)."""
+        spec = self.spec
+        encoded = features[_specs.ENCODED]
+        if spec.image_shape is not None:
+            raw_shape = tf.constant(spec.image_shape)
+        else:
+            raw_shape = tf.cast(
+                tf.stack([features[_specs.HEIGHT], features[_specs.WIDTH], spec.channels]), tf.int32
+            )
+        image = tf.cond(
+            _is_raw(features[_specs.FORMAT]),
+            lambda: tf.reshape(tf.io.decode_raw(encoded, tf.uint8), raw_shape),
+            lambda: tf.io.decode_image(encoded, channels=spec.channels, expand_animations=False),
+        )
+        if spec.image_shape is not None:
+            image = tf.reshape(image, spec.image_shape)
+        else:
+            image.set_shape([None, None, spec.channels])
+        return image
+
+    def decode(self, path, index, serialized, on_error: str = "raise", as_dict: bool = False):
+        """Parses and decodes one record; see `dataset` for the result."""
+        features = self.parse(serialized)
+        if on_error == "raise":
+            problem = self.problem(features)
+            message = tf.strings.join(
+                [
+                    "kslim: ",
+                    path,
+                    ", record ",
+                    tf.strings.as_string(index),
+                    ": ",
+                    problem,
+                    ". Convert the dataset again, or drop such records with on_error=skip.",
+                ]
+            )
+            check = tf.debugging.Assert(tf.equal(problem, ""), [message], summarize=1)
+            with tf.control_dependencies([check]):
+                image = self.decode_image(features)
+        else:
+            image = self.decode_image(features)
+        label = tf.reshape(features[_specs.LABEL], [])
+        if not as_dict:
+            return image, label
+        item = {
+            "image": image,
+            "label": label,
+            "format": features[_specs.FORMAT],
+            "height": features[_specs.HEIGHT],
+            "width": features[_specs.WIDTH],
+            "file": path,
+            "record": index,
+        }
+        if self.spec.imagenet_items:
+            sides = [
+                tf.sparse.to_dense(features[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")
+            ]
+            class_label = tf.sparse.to_dense(features["image/object/class/label"])
+            bbox_label = tf.sparse.to_dense(features["image/object/bbox/label"])
+            item.update(
+                {
+                    "label_text": features["image/class/text"],
+                    "synset": features["image/class/synset"],
+                    "object/bbox": tf.stack(sides, axis=1),
+                    "object/label": tf.cond(
+                        tf.size(class_label) > 0, lambda: class_label, lambda: bbox_label
+                    ),
+                }
+            )
+        return item
+
+    def skip_filter(self):
+        """A `Dataset.filter` predicate over `(file, index, record)` that drops bad records.
+
+        Dropped records are appended to `self.skipped`; the Python callback runs only for
+        them, so good records stay in the TF runtime.
+        """
+
+        def note(path, index, reason):
+            self._note_skipped(path.numpy().decode("utf-8"), index.numpy(), reason.numpy().decode("utf-8"))
+            return False
+
+        def keep(path, index, serialized):
+            problem = self.problem(self.parse(serialized))
+            return tf.cond(
+                tf.equal(problem, ""),
+                lambda: tf.constant(True),
+                lambda: tf.py_function(note, [path, index, problem], tf.bool),
+            )
+
+        return keep
+
+    def dataset(
+        self,
+        *,
+        shuffle_files: bool = False,
+        seed: int | None = None,
+        input_context: tf.distribute.InputContext | None = None,
+        cycle_length: int = 1,
+        num_parallel_calls: int | None = tf.data.AUTOTUNE,
+        deterministic: bool | None = None,
+        on_error: str = "raise",
+        as_dict: bool = False,
+        check_files: bool | str = "auto",
+    ) -> tf.data.Dataset:
+        """Decoded examples of the split, in file order unless shuffled.
+
+        Args:
+            shuffle_files: shuffle the file order (records stay in order within a file).
+            seed: file-shuffle seed.
+            input_context: shard across input pipelines (see `records`).
+            cycle_length: files read at once (1 keeps file order).
+            num_parallel_calls: parallel decoding.
+            deterministic: keep element order under parallel decoding (tf.data's default
+                when None: deterministic).
+            on_error: "raise": a record with no decodable image or no label stops
+                iteration with an error naming its file and number, and a truncated file
+                is reported before reading (for splits up to 2 GiB, `check_files`).
+                "skip": such records, and the cut-off tail of a truncated file, are dropped
+                and listed in `self.skipped` (`SkippedRecord(file, record, reason)`);
+                records the decoder rejects after a valid header are dropped too and
+                logged by tf.data.
+            as_dict: yield dicts with `image`, `label`, `format`, `height`, `width`, `file`,
+                `record` (and for imagenet `label_text`, `synset`, `object/bbox` as
+                `[N, 4]` ymin, xmin, ymax, xmax, `object/label`) instead of pairs.
+            check_files: see `records`.
+
+        Returns:
+            `tf.data.Dataset` of `(image uint8 [H, W, C], label int64 [])` (or dicts).
+        """
+        records = self.records(
+            shuffle_files=shuffle_files,
+            seed=seed,
+            input_context=input_context,
+            cycle_length=cycle_length,
+            deterministic=deterministic,
+            on_error=on_error,
+            check_files=check_files,
+        )
+        if on_error == "skip":
+            records = records.filter(self.skip_filter())
+        decoded = records.map(
+            lambda f, i, r: self.decode(f, i, r, on_error=on_error, as_dict=as_dict),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=deterministic,
+        )
+        if on_error == "skip":
+            decoded = decoded.ignore_errors(log_warning=True)
+        return decoded
+
+
+def get_split(
+    name: str,
+    split_name: str,
+    dataset_dir: str | os.PathLike | None = None,
+    file_pattern: str | None = None,
+) -> Split:
+    """Finds one split of a dataset in slim's TFRecord layout (slim's `get_split`).
+
+    Args:
+        name: a built-in dataset (`mnist`, `cifar10`, `flowers`, `imagenet`, `digits`,
+            `image_folder`) or one that `kslim data convert` wrote into `dataset_dir`.
+        split_name: e.g. "train", "test", "validation".
+        dataset_dir: the folder holding the records. Optional for `digits` only: the
+            embedded data is converted once into `$KSLIM_HOME/datasets/digits`.
+        file_pattern: overrides the dataset's file pattern (`%s` = split name), relative
+            to `dataset_dir`, as slim's `file_pattern` argument.
+
+    Returns:
+        A `Split`.
+
+    Raises:
+        ValueError: unknown dataset or split, or no `dataset_dir` for a dataset that
+            needs one.
+        FileNotFoundError: the folder does not exist, or no file matches the split.
+    """
+    if dataset_dir is None:
+        if name != "digits":
+            raise ValueError(
+                f"dataset_dir is required for dataset {name!r}: the folder holding its TFRecord "
+                f"files ({_CONVERT_HINT.format(name=name, dir='DIR')})"
+            )
+        from kslim.data._digits import ensure_digits
+
+        dataset_dir = ensure_digits()
+    dataset_dir = os.fspath(dataset_dir)
+    if not tf.io.gfile.isdir(dataset_dir):
+        raise FileNotFoundError(
+            f"Dataset folder {dataset_dir} does not exist; "
+            + _CONVERT_HINT.format(name=name, dir=dataset_dir)
+        )
+    spec = _specs.get_spec(name, dataset_dir)
+    sizes = spec.split_sizes
+    if split_name not in sizes:
+        raise ValueError(
+            f"split name {split_name!r} was not recognized for dataset {spec.name!r}; "
+            f"its splits are: {', '.join(sizes)}"
+        )
+    pattern = os.path.join(dataset_dir, (file_pattern or spec.file_pattern) % split_name)
+    files = tuple(sorted(tf.io.gfile.glob(pattern)))
+    if not files:
+        present = sorted(tf.io.gfile.listdir(dataset_dir))
+        listing = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "") if present else "nothing"
+        raise FileNotFoundError(
+            f"No files match {pattern} (split {split_name!r} of {spec.name}); {dataset_dir} "
+            f"holds {listing}. Check dataset_dir and the split name, or "
+            + _CONVERT_HINT.format(name=spec.name, dir=dataset_dir)
+        )
+    num_samples = sizes[split_name]
+    if num_samples is None:
+        num_samples = sum(_records.scan_tfrecord(f)[0] for f in files)
+    if _records.has_labels(dataset_dir):
+        labels_to_names = _records.read_label_file(dataset_dir)
+    elif spec.default_labels is not None:
+        labels_to_names = dict(enumerate(spec.default_labels))
+    else:
+        labels_to_names = None
+    return Split(
+        spec=spec,
+        split_name=split_name,
+        dataset_dir=dataset_dir,
+        file_pattern=pattern,
+        files=files,
+        num_samples=int(num_samples),
+        labels_to_names=labels_to_names,
+    )
