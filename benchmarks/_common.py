@@ -1,0 +1,116 @@
+"""Shared benchmark machinery: timing, machine facts, result tables."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import os
+import platform
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def import_slim():
+    """tf_slim on TF 2.21 (see tests/slim_harness.py): alias tf_keras' legacy layers and
+    control_flow_ops.case/cond, which moved."""
+    if "tf_keras.legacy_tf_layers" not in sys.modules:
+        legacy = importlib.import_module("tf_keras.src.legacy_tf_layers")
+        sys.modules["tf_keras.legacy_tf_layers"] = legacy
+        for sub in ("base", "core", "convolutional", "normalization", "pooling",
+                    "variable_scope_shim"):
+            try:
+                module = importlib.import_module(f"tf_keras.src.legacy_tf_layers.{sub}")
+            except ImportError:
+                continue
+            sys.modules[f"tf_keras.legacy_tf_layers.{sub}"] = module
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_ops
+
+    for name in ("case", "cond"):
+        if not hasattr(control_flow_ops, name):
+            setattr(control_flow_ops, name, getattr(tf.compat.v1, name))
+    import tf_slim
+
+    return tf_slim
+
+
+def throughput(step: Callable[[], object], batch: int, seconds: float = 3.0,
+               rounds: int = 3, warmup: int = 2) -> float:
+    """Images per second of `step()` (one batch), best of `rounds` runs of about
+    `seconds` each after `warmup` calls. Best-of, because other processes on a
+    shared machine only ever make a round slower."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    step()
+    once = max(time.perf_counter() - start, 1e-4)
+    iters = max(2, int(seconds / once))
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        best = max(best, iters * batch / (time.perf_counter() - start))
+    return best
+
+
+def machine() -> dict:
+    """CPU model, core count and library versions, for the results header."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "python": platform.python_version(),
+            "gpus": ", ".join(gpus) or "none"}
+
+
+def matmul_peak(n: int = 2048, seconds: float = 1.5) -> dict:
+    """Measured float32 matmul GFLOP/s: numpy (the BLAS it links) and TensorFlow."""
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+    flops = 2.0 * n ** 3
+    numpy_rate = throughput(lambda: a @ a, 1, seconds, rounds=2) * flops / 1e9
+    ta = tf.constant(a)
+    mm = tf.function(lambda: tf.matmul(ta, ta))
+    tf_rate = throughput(lambda: mm().numpy(), 1, seconds, rounds=2) * flops / 1e9
+    return {"numpy_sgemm_gflops": numpy_rate, "tf_matmul_gflops": tf_rate}
+
+
+@dataclasses.dataclass
+class Row:
+    net: str
+    mode: str          # "infer" or "train"
+    batch: int
+    impl: str          # "kslim", "kslim+xla", "slim", "keras.applications"
+    images_per_s: float
+    gflops: float | None = None   # achieved GFLOP/s (forward FLOPs x 1 or x 3 for train)
+    note: str = ""
+
+
+def write_csv(rows: list[Row], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([field.name for field in dataclasses.fields(Row)])
+        for row in rows:
+            writer.writerow(dataclasses.astuple(row))
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,227 @@
+"""Inference and training-step throughput: kslim vs the slim TF1 graph vs keras.applications.
+
+For each net, in one process on one machine: images/s at inference (batch 1 and 8) and
+for a momentum-SGD training step (batch 8), for
+- kslim: the model's call under `tf.function` (and with XLA, `jit_compile=True`);
+  training through `model.train_on_batch` (the step `model.fit` runs);
+- slim: the tf_slim net in a TF1 graph and session (`slim.learning.create_train_op`
+  with `MomentumOptimizer` for training), the baseline users move from;
+- keras.applications: the same architecture where Keras has it.
+The input is a device-resident random batch, so no input pipeline is measured here.
+Nets tf_slim does not ship (mobilenet_v1/v2, inception_resnet_v2) need research/slim's
+`nets/` on disk: pass `--research_slim DIR` (the folder that holds `nets/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+
+import numpy as np
+
+from benchmarks._common import Row, import_slim, throughput
+
+
+@dataclasses.dataclass(frozen=True)
+class Net:
+    size: int
+    classes: int
+    slim_module: str        # module of the slim net function (tf_slim or research/slim)
+    slim_fn: str
+    slim_scope: str         # the arg-scope function (in slim_module)
+    keras_app: str | None   # keras.applications class with the same architecture
+    research: bool = False  # module comes from research/slim (needs --research_slim)
+
+
+NETS = {
+    "vgg_16": Net(224, 1000, "tf_slim.nets.vgg", "vgg_16", "vgg_arg_scope", "VGG16"),
+    "resnet_v1_50": Net(224, 1000, "tf_slim.nets.resnet_v1", "resnet_v1_50",
+                        "resnet_arg_scope", "ResNet50"),
+    "inception_v3": Net(299, 1001, "tf_slim.nets.inception_v3", "inception_v3",
+                        "inception_v3_arg_scope", "InceptionV3"),
+    "mobilenet_v1": Net(224, 1001, "nets.mobilenet_v1", "mobilenet_v1",
+                        "mobilenet_v1_arg_scope", "MobileNet", research=True),
+    "mobilenet_v2": Net(224, 1001, "nets.mobilenet.mobilenet_v2", "mobilenet",
+                        "training_scope", "MobileNetV2", research=True),
+    "inception_resnet_v2": Net(299, 1001, "nets.inception_resnet_v2", "inception_resnet_v2",
+                               "inception_resnet_v2_arg_scope", "InceptionResNetV2",
+                               research=True),
+}
+
+
+def _images(batch: int, size: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+
+
+def _labels(batch: int, classes: int) -> np.ndarray:
+    return (np.arange(batch) % classes).astype(np.int64)
+
+
+# -- kslim -------------------------------------------------------------------------------------
+
+def kslim_infer(name: str, net: Net, batch: int, seconds: float, xla: bool = False) -> float:
+    import tensorflow as tf
+
+    import kslim
+
+    model = kslim.models.create_model(name, num_classes=net.classes)
+    x = tf.constant(_images(batch, net.size))
+    forward = tf.function(lambda images: model(images, training=False), jit_compile=xla)
+    return throughput(lambda: forward(x).numpy(), batch, seconds)
+
+
+def kslim_train(name: str, net: Net, batch: int, seconds: float, xla: bool = False) -> float:
+    import keras
+    import tensorflow as tf
+
+    import kslim
+
+    model = kslim.models.create_model(name, num_classes=net.classes)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=xla)
+    x, y = tf.constant(_images(batch, net.size)), tf.constant(_labels(batch, net.classes))
+    return throughput(lambda: model.train_on_batch(x, y), batch, seconds)
+
+
+def kslim_forward_flops(name: str, net: Net) -> float:
+    """Float operations of one image's forward pass (TF's profiler on kslim's graph,
+    the same architecture as slim's)."""
+    import tensorflow as tf
+
+    import kslim
+
+    model = kslim.models.create_model(name, num_classes=net.classes)
+    spec = tf.TensorSpec([1, net.size, net.size, 3], tf.float32)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph, options=options)
+    return float(profile.total_float_ops)
+
+
+# -- slim TF1 graph ----------------------------------------------------------------------------
+
+def _slim_net(net: Net, images, is_training: bool):
+    slim = import_slim()
+    module = importlib.import_module(net.slim_module)
+    if net.slim_scope == "training_scope":  # research/slim mobilenet: is_training via scope
+        scope = module.training_scope(is_training=is_training, weight_decay=0.0)
+        kwargs = {}
+    else:
+        scope = getattr(module, net.slim_scope)(weight_decay=0.0)
+        kwargs = {"is_training": is_training}
+    with slim.arg_scope(scope):
+        return getattr(module, net.slim_fn)(images, num_classes=net.classes, **kwargs)
+
+
+def slim_infer(net: Net, batch: int, seconds: float) -> float:
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.Variable(_images(batch, net.size), trainable=False)
+        logits, _ = _slim_net(net, images, is_training=False)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return throughput(lambda: session.run(logits), batch, seconds)
+
+
+def slim_train(net: Net, batch: int, seconds: float) -> float:
+    import tensorflow as tf
+
+    slim = import_slim()
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.Variable(_images(batch, net.size), trainable=False)
+        labels = tf.constant(_labels(batch, net.classes))
+        logits, end_points = _slim_net(net, images, is_training=True)
+        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
+        if "AuxLogits" in end_points:  # train_image_classifier.py's aux loss
+            aux = tf.reshape(end_points["AuxLogits"], [batch, -1])
+            loss += 0.4 * tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, aux)
+        optimizer = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9)
+        train_op = slim.learning.create_train_op(loss, optimizer)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return throughput(lambda: session.run(train_op), batch, seconds)
+
+
+# -- keras.applications ------------------------------------------------------------------------
+
+def keras_infer(net: Net, batch: int, seconds: float) -> float:
+    import keras
+    import tensorflow as tf
+
+    model = getattr(keras.applications, net.keras_app)(
+        weights=None, input_shape=(net.size, net.size, 3), classes=net.classes,
+        classifier_activation=None)
+    x = tf.constant(_images(batch, net.size))
+    forward = tf.function(lambda images: model(images, training=False))
+    return throughput(lambda: forward(x).numpy(), batch, seconds)
+
+
+def keras_train(net: Net, batch: int, seconds: float) -> float:
+    import keras
+    import tensorflow as tf
+
+    model = getattr(keras.applications, net.keras_app)(
+        weights=None, input_shape=(net.size, net.size, 3), classes=net.classes,
+        classifier_activation=None)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = tf.constant(_images(batch, net.size)), tf.constant(_labels(batch, net.classes))
+    return throughput(lambda: model.train_on_batch(x, y), batch, seconds)
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+def run(nets: list[str], batches: tuple[int, ...] = (1, 8), train_batch: int = 8,
+        seconds: float = 3.0, xla: bool = True, research_slim: str | None = None,
+        log=print) -> list[Row]:
+    """Measures every (net, mode, batch, implementation); returns the rows."""
+    import gc
+
+    if research_slim:
+        sys.path.insert(0, research_slim)
+    rows: list[Row] = []
+    for name in nets:
+        net = NETS[name]
+        has_slim = not net.research or research_slim is not None
+        flops = kslim_forward_flops(name, net)
+        log(f"{name}: {flops / 1e9:.2f} GFLOPs per image (forward)")
+
+        def add(mode, batch, impl, fn, note=""):
+            try:
+                rate = fn()
+            except Exception as e:  # a failing baseline is reported, not fatal
+                log(f"  {name} {mode} b{batch} {impl}: failed: {type(e).__name__}: {e}")
+                rows.append(Row(name, mode, batch, impl, float("nan"), None,
+                                f"failed: {type(e).__name__}"))
+                return
+            gflops = rate * flops * (3 if mode == "train" else 1) / 1e9
+            rows.append(Row(name, mode, batch, impl, rate, gflops, note))
+            log(f"  {name} {mode} b{batch} {impl}: {rate:.2f} img/s ({gflops:.1f} GFLOP/s)")
+            gc.collect()
+
+        for batch in batches:
+            add("infer", batch, "kslim", lambda: kslim_infer(name, net, batch, seconds))
+            if xla:
+                add("infer", batch, "kslim+xla",
+                    lambda: kslim_infer(name, net, batch, seconds, xla=True))
+            if has_slim:
+                add("infer", batch, "slim", lambda: slim_infer(net, batch, seconds))
+            if net.keras_app:
+                add("infer", batch, "keras.applications",
+                    lambda: keras_infer(net, batch, seconds))
+        add("train", train_batch, "kslim", lambda: kslim_train(name, net, train_batch, seconds))
+        if xla:
+            add("train", train_batch, "kslim+xla",
+                lambda: kslim_train(name, net, train_batch, seconds, xla=True))
+        if has_slim:
+            add("train", train_batch, "slim", lambda: slim_train(net, train_batch, seconds))
+        if net.keras_app:
+            add("train", train_batch, "keras.applications",
+                lambda: keras_train(net, train_batch, seconds))
+    return rows
