@@ -17,6 +17,8 @@ from kslim.models._registry import (ModelSpec, create_model, factories, get_spec
 _FAMILIES = (
     "cifarnet",
     "lenet",
+    "mobilenet_v2",
+    "mobilenet_v3",
     "vgg",
 )
 for _family in _FAMILIES:
