@@ -231,3 +231,20 @@ def test_unseeded_training_varies_between_calls():
     fn = P.get_preprocessing("inception", is_training=True)
     image = tf.constant(photo("coffee.jpg"))
     assert not np.array_equal(fn(image, 32, 32).numpy(), fn(image, 32, 32).numpy())
+
+
+def test_jpeg_entry_point_decodes_only_the_same_crop():
+    from data_helpers import jpeg, photo_bytes
+
+    fn = P.get_preprocessing("inception_v3", is_training=True)
+    for data in (photo_bytes("coffee.jpg"), jpeg(photo("chelsea.png"))):
+        image = tf.io.decode_jpeg(data, channels=3)
+        for s in _SEEDS[:3]:
+            whole = fn(image, 64, 48, seed=s).numpy()
+            cropped = fn.jpeg_fn(tf.constant(data), 64, 48, seed=s).numpy()
+            assert cropped.shape == whole.shape
+            # Same crop and distortions; only JPEG chroma upsampling at the window's edge
+            # can change a few pixels by a few levels.
+            assert np.abs(cropped - whole).mean() < 2e-3
+    assert P.get_preprocessing("inception_v3").jpeg_fn is None
+    assert P.get_preprocessing("vgg_16", is_training=True).jpeg_fn is None

@@ -99,7 +99,7 @@ def _image_shape(data: bytes, where: str, channels: int = 0) -> tuple[int, int, 
         shape = tf.io.decode_image(data, channels=channels, expand_animations=False).shape
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
         raise ValueError(
-            f"{where} is not a readable image ({e.message.strip().splitlines()[0]}); remove it "
+            f"{where} is not a readable image ({_records.op_message(e)}); remove it "
             "from the source folder and convert again"
         ) from None
     return int(shape[0]), int(shape[1]), int(shape[2])

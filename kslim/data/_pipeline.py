@@ -59,6 +59,7 @@ def input_pipeline(
     cycle_length: int = 4,
     prefetch: int = tf.data.AUTOTUNE,
     use_grayscale: bool = False,
+    crop_while_decoding: bool = True,
     on_error: str = "raise",
 ) -> tf.data.Dataset:
     """Batches of preprocessed images and labels from a split, for `model.fit`.
@@ -89,6 +90,11 @@ def input_pipeline(
         cycle_length: files read at once.
         prefetch: batches prepared ahead.
         use_grayscale: passed to `get_preprocessing` when `preprocess_fn` is a name.
+        crop_while_decoding: for preprocessing that crops first (inception training),
+            decode only the crop window of JPEG records (`preprocess_fn.jpeg_fn`,
+            `tf.image.decode_and_crop_jpeg`): the same crops and distortions, much less
+            decoding; pixels next to the crop's edge can differ by a few levels from
+            decoding the whole image. False decodes every image whole, as slim.
         on_error: "raise" or "skip" bad records (see `Split.dataset`).
 
     Returns:
@@ -113,7 +119,8 @@ def input_pipeline(
     drop_remainder = is_training if drop_remainder is None else drop_remainder
     if num_epochs is None and not is_training:
         num_epochs = 1
-    deterministic = True if seed is not None else None
+    # Unseeded shuffled input has no order to keep: let parallel calls finish out of order.
+    deterministic = True if seed is not None or not shuffle else False
     seeded = preprocess_fn is not None and _accepts_seed(preprocess_fn)
 
     records = split.records(
@@ -132,15 +139,29 @@ def input_pipeline(
     if num_epochs != 1:
         records = records.repeat(num_epochs)
 
+    jpeg_fn = getattr(preprocess_fn, "jpeg_fn", None) if crop_while_decoding and split.spec.channels == 3 else None
+
     def prepare(record, element_seed=None):
-        image, label = split.decode(*record, on_error=on_error)
-        if preprocess_fn is None:
-            image = tf.cast(image, tf.float32)
-        elif element_seed is not None:
-            image = preprocess_fn(image, size[0], size[1], seed=element_seed)
-        else:
-            image = preprocess_fn(image, size[0], size[1])
-        return image, label - labels_offset
+        path, index, serialized = record
+        features = split.parse(serialized)
+        with tf.control_dependencies(split.checks(path, index, features) if on_error == "raise" else []):
+            if preprocess_fn is None:
+                image = tf.cast(split.decode_image(features), tf.float32)
+            else:
+                kwargs = {} if element_seed is None else {"seed": element_seed}
+
+                def decode_then_preprocess():
+                    return preprocess_fn(split.decode_image(features), size[0], size[1], **kwargs)
+
+                if jpeg_fn is None:
+                    image = decode_then_preprocess()
+                else:
+                    image = tf.cond(
+                        split.is_jpeg(features),
+                        lambda: jpeg_fn(features["image/encoded"], size[0], size[1], **kwargs),
+                        decode_then_preprocess,
+                    )
+        return image, split.label(features) - labels_offset
 
     if seeded:
         seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import uuid
 
@@ -27,6 +28,12 @@ __all__ = [
 ]
 
 LABELS_FILENAME = "labels.txt"
+
+
+def op_message(error: tf.errors.OpError) -> str:
+    """The useful line of a TF runtime error, without its function and op wrappers."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.strip().splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", message).strip()
 
 
 def int64_feature(values) -> tf.train.Feature:

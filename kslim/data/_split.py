@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import math
 import os
-import re
 import threading
 
 import numpy as np
@@ -46,12 +45,6 @@ _MAGIC = (
 )
 
 _CONVERT_HINT = "create it with `kslim data convert --dataset_name {name} --dataset_dir {dir} --source ...`"
-
-
-def _op_message(error: tf.errors.OpError) -> str:
-    """The useful line of a TF runtime error, without its function and op wrappers."""
-    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.strip().splitlines()[0])
-    return re.sub(r"\s*\[Op:.*$", "", message).strip()
 
 
 def _is_raw(image_format: tf.Tensor) -> tf.Tensor:
@@ -156,15 +149,17 @@ class Split:
                     index += 1
             except tf.errors.OpError as e:
                 raise ValueError(
-                    f"{path}, record {index}: cannot be read or decoded ({_op_message(e)}). "
+                    f"{path}, record {index}: cannot be read or decoded ({_records.op_message(e)}). "
                     "Convert the dataset again, or read it with on_error='skip'."
                 ) from None
             total += index
         return total
 
     def _note_skipped(self, path, record, reason) -> None:
+        entry = SkippedRecord(str(path), int(record), str(reason))
         with self._skip_lock:
-            self.skipped.append(SkippedRecord(str(path), int(record), str(reason)))
+            if entry not in self.skipped:  # once per record, however many epochs
+                self.skipped.append(entry)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -315,28 +310,43 @@ class Split:
             image.set_shape([None, None, spec.channels])
         return image
 
+    def checks(self, path, index, features: dict) -> list:
+        """Control dependencies that stop the pipeline, naming the file and the record,
+        when `problem(features)` finds one."""
+        problem = self.problem(features)
+        message = tf.strings.join(
+            [
+                "kslim: ",
+                path,
+                ", record ",
+                tf.strings.as_string(index),
+                ": ",
+                problem,
+                ". Convert the dataset again, or drop such records with on_error=skip.",
+            ]
+        )
+        return [tf.debugging.Assert(tf.equal(problem, ""), [message], summarize=1)]
+
+    @staticmethod
+    def is_jpeg(features: dict) -> tf.Tensor:
+        """Whether a parsed record's image is JPEG bytes (not 'raw' pixels)."""
+        encoded = features[_specs.ENCODED]
+        return tf.logical_and(
+            tf.logical_not(_is_raw(features[_specs.FORMAT])),
+            tf.equal(tf.strings.substr(encoded, 0, 3), _MAGIC[0]),
+        )
+
+    @staticmethod
+    def label(features: dict) -> tf.Tensor:
+        """The int64 scalar label of a parsed record."""
+        return tf.reshape(features[_specs.LABEL], [])
+
     def decode(self, path, index, serialized, on_error: str = "raise", as_dict: bool = False):
         """Parses and decodes one record; see `dataset` for the result."""
         features = self.parse(serialized)
-        if on_error == "raise":
-            problem = self.problem(features)
-            message = tf.strings.join(
-                [
-                    "kslim: ",
-                    path,
-                    ", record ",
-                    tf.strings.as_string(index),
-                    ": ",
-                    problem,
-                    ". Convert the dataset again, or drop such records with on_error=skip.",
-                ]
-            )
-            check = tf.debugging.Assert(tf.equal(problem, ""), [message], summarize=1)
-            with tf.control_dependencies([check]):
-                image = self.decode_image(features)
-        else:
+        with tf.control_dependencies(self.checks(path, index, features) if on_error == "raise" else []):
             image = self.decode_image(features)
-        label = tf.reshape(features[_specs.LABEL], [])
+        label = self.label(features)
         if not as_dict:
             return image, label
         item = {
@@ -414,7 +424,7 @@ class Split:
                 iteration with an error naming its file and number, and a truncated file
                 is reported before reading (for splits up to 2 GiB, `check_files`).
                 "skip": such records, and the cut-off tail of a truncated file, are dropped
-                and listed in `self.skipped` (`SkippedRecord(file, record, reason)`);
+                and listed once each in `self.skipped` (`SkippedRecord(file, record, reason)`);
                 records the decoder rejects after a valid header are dropped too and
                 logged by tf.data.
             as_dict: yield dicts with `image`, `label`, `format`, `height`, `width`, `file`,

@@ -108,7 +108,8 @@ def get_preprocessing(name: str, is_training: bool = False, use_grayscale: bool 
 
     Returns:
         A function of one 3-D image tensor and the output size, usable inside
-        `tf.data.Dataset.map`. Extra keyword arguments go to the family's
+        `tf.data.Dataset.map`. Its `jpeg_fn` attribute, when not None, does the same on
+        JPEG bytes and decodes only what it keeps (inception training). Extra keyword arguments go to the family's
         `preprocess_image` (inception: `bbox`, `fast_mode`, `crop_image`; vgg:
         `resize_side_min`, `resize_side_max`); `seed=` (a `[2]` int tensor) makes the
         training augmentations reproducible.
@@ -132,4 +133,15 @@ def get_preprocessing(name: str, is_training: bool = False, use_grayscale: bool 
 
     preprocessing_fn.family = family
     preprocessing_fn.is_training = is_training
+    preprocessing_fn.jpeg_fn = None
+    if family == "inception" and is_training:
+        # Same transform on JPEG bytes, decoding only the crop window (input_pipeline
+        # uses it for JPEG records).
+        def jpeg_fn(encoded, output_height, output_width, add_image_summaries=True, **kwargs):
+            del add_image_summaries
+            return inception.preprocess_jpeg_for_train(
+                encoded, output_height, output_width, use_grayscale=use_grayscale, **kwargs
+            )
+
+        preprocessing_fn.jpeg_fn = jpeg_fn
     return preprocessing_fn

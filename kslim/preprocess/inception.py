@@ -30,6 +30,7 @@ __all__ = [
     "preprocess_for_eval",
     "distort_color",
     "distorted_bounding_box_crop",
+    "preprocess_jpeg_for_train",
 ]
 
 # tf.image.sample_distorted_bounding_box arguments of slim's distorted_bounding_box_crop.
@@ -93,13 +94,28 @@ def distort_color(image: tf.Tensor, color_ordering: int = 0, fast_mode: bool = T
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
+def _sample_crop(image_shape, bbox, seed, **overrides):
+    begin, size, distorted_bbox = tf.image.stateless_sample_distorted_bounding_box(
+        image_shape,
+        bounding_boxes=_whole_image_box() if bbox is None else bbox,
+        seed=_ops.make_seed(seed),
+        use_image_if_no_bounding_boxes=True,
+        **{**DISTORTED_CROP, **overrides},
+    )
+    return begin, size, distorted_bbox
+
+
+def _whole_image_box() -> tf.Tensor:
+    return tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
+
+
 def distorted_bounding_box_crop(image: tf.Tensor, bbox, seed=None, **overrides):
     """A random crop that covers part of `bbox` (slim's `distorted_bounding_box_crop`).
 
     Args:
         image: 3-D image.
         bbox: `[1, num_boxes, 4]` float boxes `[ymin, xmin, ymax, xmax]` in [0, 1]; with no
-            boxes the whole image is the box.
+            boxes (or None) the whole image is the box.
         seed: `[2]` int seed.
         **overrides: replace entries of `DISTORTED_CROP` (`min_object_covered`,
             `aspect_ratio_range`, `area_range`, `max_attempts`).
@@ -107,14 +123,30 @@ def distorted_bounding_box_crop(image: tf.Tensor, bbox, seed=None, **overrides):
     Returns:
         `(cropped_image, distorted_bbox)`, the box as `[1, 1, 4]` normalized coordinates.
     """
-    begin, size, distorted_bbox = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
-        bounding_boxes=bbox,
-        seed=_ops.make_seed(seed),
-        use_image_if_no_bounding_boxes=True,
-        **{**DISTORTED_CROP, **overrides},
-    )
+    begin, size, distorted_bbox = _sample_crop(tf.shape(image), bbox, seed, **overrides)
     return tf.slice(image, begin, size), distorted_bbox
+
+
+def _distort_crop(image, height, width, fast_mode, use_grayscale, seeds) -> tf.Tensor:
+    """Everything slim's train path does after the crop: resize, flip, colour, scale."""
+    resize_seed, flip_seed, order_seed, color_seed = seeds
+    if image.dtype != tf.float32:
+        image = tf.image.convert_image_dtype(image, tf.float32)
+    methods = range(1 if fast_mode else 4)
+    image = _ops.switch_on_random(
+        resize_seed,
+        [lambda m=m: _ops.legacy_resize(image, [height, width], m) for m in methods],
+    )
+    image.set_shape([height, width, 3])
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    orderings = range(1 if fast_mode else 4)
+    image = _ops.switch_on_random(
+        order_seed,
+        [lambda o=o: distort_color(image, o, fast_mode, color_seed) for o in orderings],
+    )
+    if use_grayscale:
+        image = _ops.to_grayscale(image)
+    return (image - 0.5) * 2.0
 
 
 def preprocess_for_train(
@@ -144,29 +176,45 @@ def preprocess_for_train(
     Returns:
         float32 `[height, width, 3]` (or 1 channel) in [-1, 1].
     """
-    crop_seed, resize_seed, flip_seed, order_seed, color_seed = _ops.split_seed(seed, 5)
-    if bbox is None:
-        bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
-    if image.dtype != tf.float32:
-        image = tf.image.convert_image_dtype(image, tf.float32)
+    crop_seed, *seeds = _ops.split_seed(seed, 5)
     if crop_image:
+        # Cropping before the float conversion gives slim's pixels (the conversion is
+        # elementwise) without converting the part of the image that is thrown away.
         image, _ = distorted_bounding_box_crop(image, bbox, crop_seed)
         image.set_shape([None, None, 3])
-    methods = range(1 if fast_mode else 4)
-    image = _ops.switch_on_random(
-        resize_seed,
-        [lambda m=m: _ops.legacy_resize(image, [height, width], m) for m in methods],
-    )
-    image.set_shape([height, width, 3])
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    orderings = range(1 if fast_mode else 4)
-    image = _ops.switch_on_random(
-        order_seed,
-        [lambda o=o: distort_color(image, o, fast_mode, color_seed) for o in orderings],
-    )
-    if use_grayscale:
-        image = _ops.to_grayscale(image)
-    return (image - 0.5) * 2.0
+    return _distort_crop(image, height, width, fast_mode, use_grayscale, seeds)
+
+
+def preprocess_jpeg_for_train(
+    encoded: tf.Tensor,
+    height: int,
+    width: int,
+    bbox=None,
+    fast_mode: bool = True,
+    crop_image: bool = True,
+    use_grayscale: bool = False,
+    seed=None,
+) -> tf.Tensor:
+    """`preprocess_for_train` on JPEG bytes, decoding only the random crop window.
+
+    The crop is drawn from the size in the JPEG header and decoded with
+    `tf.image.decode_and_crop_jpeg`, which skips most of the work for the discarded part of
+    the image. Same seed, same crop and distortions as `preprocess_for_train` on the decoded
+    image; pixels within a few rows or columns of the crop's edge can differ by a few
+    levels, because JPEG chroma upsampling does not see the neighbours outside the window.
+
+    Args:
+        encoded: scalar string tensor, a JPEG file's bytes.
+        (the rest as `preprocess_for_train`)
+    """
+    crop_seed, *seeds = _ops.split_seed(seed, 5)
+    if crop_image:
+        begin, size, _ = _sample_crop(tf.image.extract_jpeg_shape(encoded), bbox, crop_seed)
+        window = tf.stack([begin[0], begin[1], size[0], size[1]])
+        image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+    else:
+        image = tf.io.decode_jpeg(encoded, channels=3)
+    return _distort_crop(image, height, width, fast_mode, use_grayscale, seeds)
 
 
 def preprocess_for_eval(
@@ -190,10 +238,11 @@ def preprocess_for_eval(
     Returns:
         float32 image in [-1, 1].
     """
+    if central_crop and central_fraction:
+        # Before the (elementwise) float conversion: slim's pixels, less to convert.
+        image = tf.image.central_crop(image, central_fraction=central_fraction)
     if image.dtype != tf.float32:
         image = tf.image.convert_image_dtype(image, tf.float32)
-    if central_crop and central_fraction:
-        image = tf.image.central_crop(image, central_fraction=central_fraction)
     if height and width:
         image = _ops.legacy_resize(image, [height, width], 0)
     if use_grayscale:

@@ -1,0 +1,192 @@
+"""Input-pipeline throughput: kslim's tf.data pipeline against slim's queue-based reader.
+
+    python -m benchmarks.input_pipeline [--num_images 800] [--batches 30] [--trials 3]
+
+Both read the same TFRecords (flowers layout: JPEG photos in 5 shards, made from the test
+photographs with random crops and sizes like the flowers set's) and do the same work per
+image: decode, inception preprocessing in training mode at 224x224 (fast mode), batch 32.
+
+* kslim: `kslim.data.input_pipeline(split, 32, "inception", is_training=True)`.
+* slim: tf_slim's `DatasetDataProvider` + `tf.compat.v1.train.batch` with queue runners in
+  a TF1 session, slim's reader and thread settings (see `benchmarks/input_slim.py`).
+
+Each measurement runs in a fresh process (no threads left over from the other pipeline);
+trials alternate between the two, and the table reports each one's best trial. Results go
+to `benchmarks/RESULTS_input.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PHOTOS = os.path.join(ROOT, "tests", "fixtures", "images")
+
+
+def make_records(folder: str, num_images: int, seed: int = 0) -> str:
+    """Writes `num_images` JPEG photos in slim's flowers layout (5 shards) into `folder`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kslim.data import image_to_tfexample
+
+    done = os.path.join(folder, "done.json")
+    if os.path.exists(done) and json.load(open(done)).get("num_images") == num_images:
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    photos = [
+        tf.io.decode_image(tf.io.read_file(os.path.join(PHOTOS, name)), channels=3, expand_animations=False)
+        for name in sorted(os.listdir(PHOTOS))
+        if name.endswith((".png", ".jpg"))
+    ]
+    rng = np.random.default_rng(seed)
+    shards = 5
+    writers = [
+        tf.io.TFRecordWriter(os.path.join(folder, f"flowers_train_{i:05d}-of-{shards:05d}.tfrecord"))
+        for i in range(shards)
+    ]
+    for n in range(num_images):
+        photo = photos[n % len(photos)]
+        h, w = int(photo.shape[0]), int(photo.shape[1])
+        ch, cw = int(rng.integers(h // 2, h + 1)), int(rng.integers(w // 2, w + 1))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        short = int(rng.integers(240, 400))  # the flowers photos are mostly 240-400 px high
+        scale = short / min(ch, cw)
+        size = [max(1, round(ch * scale)), max(1, round(cw * scale))]
+        image = tf.image.resize(photo[y : y + ch, x : x + cw], size, antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        data = tf.io.encode_jpeg(image, quality=90).numpy()
+        example = image_to_tfexample(data, "jpg", size[0], size[1], n % 5)
+        writers[n % shards].write(example.SerializeToString())
+    for writer in writers:
+        writer.close()
+    json.dump({"num_images": num_images}, open(done, "w"))
+    return folder
+
+
+def measure_kslim(folder: str, batch_size: int, image_size: int, batches: int, warmup: int, training: bool) -> float:
+    import kslim.data
+
+    split = kslim.data.get_split("flowers", "train", folder)
+    ds = kslim.data.input_pipeline(split, batch_size, "inception", image_size=image_size, is_training=training)
+    iterator = iter(ds.repeat())
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        images, labels = next(iterator)
+    images.numpy()
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def _worker(args) -> None:
+    training = args.mode == "train"
+    if args.worker == "kslim":
+        rate = measure_kslim(args.records, args.batch_size, args.image_size, args.batches, args.warmup, training)
+    else:
+        from benchmarks.input_slim import measure
+
+        pattern = os.path.join(args.records, "flowers_train_*.tfrecord")
+        rate = measure(pattern, args.num_images, args.batch_size, args.image_size, args.batches, args.warmup, training)
+    print(json.dumps({"images_per_s": rate}))
+
+
+def _run_worker(kind: str, mode: str, args) -> float:
+    command = [
+        sys.executable, "-m", "benchmarks.input_pipeline", "--worker", kind, "--mode", mode, "--records", args.records,
+        "--num_images", str(args.num_images), "--batch_size", str(args.batch_size),
+        "--image_size", str(args.image_size), "--batches", str(args.batches), "--warmup", str(args.warmup),
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{kind} {mode} benchmark failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def _machine() -> str:
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores; TensorFlow {tf.__version__}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", default=os.path.join(HERE, "out", "input_records"))
+    parser.add_argument("--num_images", type=int, default=800)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per trial")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed batches first")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--mode", choices=["train", "eval", "both"], default="both")
+    parser.add_argument("--results", default=os.path.join(HERE, "RESULTS_input.md"))
+    parser.add_argument("--worker", choices=["kslim", "slim"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return 0
+
+    make_records(args.records, args.num_images)
+    modes = ["train", "eval"] if args.mode == "both" else [args.mode]
+    rates = {(kind, mode): [] for mode in modes for kind in ("kslim", "slim")}
+    for trial in range(args.trials):
+        for mode in modes:
+            for kind in ("slim", "kslim") if trial % 2 else ("kslim", "slim"):
+                rates[kind, mode].append(_run_worker(kind, mode, args))
+                print(f"trial {trial}: {kind} {mode} {rates[kind, mode][-1]:.1f} images/s", flush=True)
+    text = report(args, argv, modes, rates)
+    with open(args.results, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+def report(args, argv, modes, rates) -> str:
+    command = "python -m benchmarks.input_pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        "# Input pipeline: kslim (tf.data) vs slim (queue runners)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {_machine()}; 1-minute load average at "
+        f"the end {load:.1f}.",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Same TFRecords for both: {args.num_images} JPEG photos, 5 shards (flowers layout). Work "
+        f"per image: decode, inception preprocessing to {args.image_size}x{args.image_size} "
+        f"(training: fast mode, random crop/flip/colour; eval: central crop), batch "
+        f"{args.batch_size}. {args.batches} timed batches after {args.warmup}; best of "
+        f"{args.trials} trials, each in a fresh process, kslim and slim alternating.",
+        "",
+        "| mode | pipeline | images/s (best) | all trials | kslim / slim |",
+        "|---|---|---|---|---|",
+    ]
+    for mode in modes:
+        best = {kind: max(rates[kind, mode]) for kind in ("kslim", "slim")}
+        for kind, label in (("kslim", "kslim `input_pipeline` (tf.data)"), ("slim", "slim `DatasetDataProvider` + `train.batch`")):
+            trials = ", ".join(f"{r:.1f}" for r in rates[kind, mode])
+            ratio = f"{best['kslim'] / best['slim']:.2f}x" if kind == "kslim" else ""
+            lines.append(f"| {mode} | {label} | {best[kind]:.1f} | {trials} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
