@@ -221,9 +221,25 @@ class Conv2d(_SlimLayer):
                 x = tf.pad(x, conv2d_same_padding(self.kernel_size[0], self.rate))
                 padding = "VALID"
         kernel = tf.cast(self.kernel, x.dtype)
-        x = tf.nn.conv2d(x, kernel, strides=self.stride, padding=padding,
-                         dilations=self.rate)
+        if self._is_dense(x.shape, padding):
+            # A conv whose single output position sees the whole input (VGG's fc6-fc8,
+            # the 1x1 logits of most nets) is a matmul; CPU conv kernels run this shape
+            # several times slower than the same matmul.
+            depth = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+            y = tf.matmul(tf.reshape(x, [-1, depth]), tf.reshape(kernel, [depth, -1]))
+            x = tf.reshape(y, [-1, 1, 1, self.num_outputs])
+        else:
+            x = tf.nn.conv2d(x, kernel, strides=self.stride, padding=padding,
+                             dilations=self.rate)
         return self._finish(x, training)
+
+    def _is_dense(self, shape, padding: str) -> bool:
+        height, width = shape[1], shape[2]
+        kh, kw = self.kernel_size
+        if self.rate != 1 or height is None or width is None:
+            return False
+        covers = padding == "VALID" and (height, width) == (kh, kw)
+        return covers or ((kh, kw) == (1, 1) and (height, width) == (1, 1))
 
     def get_config(self):
         config = super().get_config()
