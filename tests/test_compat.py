@@ -133,6 +133,16 @@ def test_optimizer_slots_and_moving_averages(tmp_path, cifarnet):
                                   2 * tensors["CifarNet/logits/weights"])
 
 
+def test_weights_argument_initializes_what_it_does_not_load():
+    """`weights=` skips drawing initial values it overwrites, but a head the checkpoint
+    cannot fill still gets its initializer's values (not zeros)."""
+    model = kslim.models.create_model("cifarnet", num_classes=5, weights=CIFARNET_V1)
+    head = model.logits.kernel.numpy()
+    assert np.std(head) > 0.5 / 192 and np.abs(head).max() <= 2 / 192 + 1e-6  # trunc normal
+    reference = kslim.models.create_model("cifarnet", weights=CIFARNET_V1)
+    np.testing.assert_array_equal(model.fc4.kernel.numpy(), reference.fc4.kernel.numpy())
+
+
 def test_include_and_glob_patterns(cifarnet):
     report = compat.restore(cifarnet, CIFARNET_V1, include=["CifarNet/conv*"])
     assert sorted(report.loaded) == ["CifarNet/conv1/biases", "CifarNet/conv1/weights",

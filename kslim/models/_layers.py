@@ -13,6 +13,7 @@ through their `arg_scope`s made explicit.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import keras
@@ -26,11 +27,30 @@ __all__ = [
     "Stack",
     "activation",
     "conv2d_same_padding",
+    "deferred_initializers",
     "l2_regularizer",
 ]
 
 # slim.batch_norm's defaults (tf_slim layers.batch_norm: decay=0.999, epsilon=0.001).
 BATCH_NORM_DEFAULTS = {"decay": 0.999, "epsilon": 0.001, "center": True, "scale": False}
+
+
+# (variable, initializer) pairs of weights created while `deferred_initializers` is active.
+_PENDING: list | None = None
+
+
+@contextlib.contextmanager
+def deferred_initializers():
+    """Creates the weights of kslim layers as zeros and yields the list of
+    `(variable, initializer)` pairs, for a caller about to overwrite them from a
+    checkpoint: drawing VGG's 138M random initial values costs more than reading the
+    checkpoint. The caller initializes whatever the checkpoint did not provide."""
+    global _PENDING
+    outer, _PENDING = _PENDING, []
+    try:
+        yield _PENDING
+    finally:
+        _PENDING = outer
 
 
 def l2_regularizer(weight_decay: float | None):
@@ -148,10 +168,18 @@ class _SlimLayer(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
+    def _weight(self, name: str, shape, initializer, regularizer=None):
+        """`add_weight`, honouring `deferred_initializers`."""
+        deferred = _PENDING is not None
+        variable = self.add_weight(name=name, shape=shape, regularizer=regularizer,
+                                   initializer="zeros" if deferred else initializer)
+        if deferred:
+            _PENDING.append((variable, initializer))
+        return variable
+
     def _add_biases(self, units: int):
         if self.use_bias:
-            self.biases = self.add_weight(name="biases", shape=(units,),
-                                          initializer=self.bias_initializer)
+            self.biases = self._weight("biases", (units,), self.bias_initializer)
 
     def _finish(self, x, training):
         if self.use_bias:
@@ -206,10 +234,9 @@ class Conv2d(_SlimLayer):
         self.rate = int(rate)
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(
-            name="weights", shape=(*self.kernel_size, input_shape[-1], self.num_outputs),
-            initializer=self.kernel_initializer,
-            regularizer=l2_regularizer(self.weight_decay))
+        self.kernel = self._weight(
+            "weights", (*self.kernel_size, input_shape[-1], self.num_outputs),
+            self.kernel_initializer, l2_regularizer(self.weight_decay))
         self._add_biases(self.num_outputs)
 
     def call(self, x, training=None):
@@ -275,17 +302,15 @@ class SeparableConv2d(_SlimLayer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.depthwise_kernel = self.add_weight(
-            name="depthwise_weights",
-            shape=(*self.kernel_size, channels, self.depth_multiplier),
-            initializer=self.kernel_initializer,
-            regularizer=l2_regularizer(self.weight_decay if self.regularize_depthwise else 0))
+        self.depthwise_kernel = self._weight(
+            "depthwise_weights", (*self.kernel_size, channels, self.depth_multiplier),
+            self.kernel_initializer,
+            l2_regularizer(self.weight_decay if self.regularize_depthwise else 0))
         outputs = channels * self.depth_multiplier
         if self.num_outputs is not None:
-            self.pointwise_kernel = self.add_weight(
-                name="pointwise_weights", shape=(1, 1, outputs, self.num_outputs),
-                initializer=self.kernel_initializer,
-                regularizer=l2_regularizer(self.weight_decay))
+            self.pointwise_kernel = self._weight(
+                "pointwise_weights", (1, 1, outputs, self.num_outputs),
+                self.kernel_initializer, l2_regularizer(self.weight_decay))
             outputs = self.num_outputs
         self._add_biases(outputs)
 
@@ -323,10 +348,8 @@ class FullyConnected(_SlimLayer):
         self.num_outputs = int(num_outputs)
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(
-            name="weights", shape=(input_shape[-1], self.num_outputs),
-            initializer=self.kernel_initializer,
-            regularizer=l2_regularizer(self.weight_decay))
+        self.kernel = self._weight("weights", (input_shape[-1], self.num_outputs),
+                                   self.kernel_initializer, l2_regularizer(self.weight_decay))
         self._add_biases(self.num_outputs)
 
     def call(self, x, training=None):

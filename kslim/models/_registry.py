@@ -14,6 +14,8 @@ import inspect
 import os
 from typing import Any, Callable, Mapping
 
+from kslim.models._layers import deferred_initializers
+
 __all__ = ["ModelSpec", "create_model", "factories", "get_spec", "list_models",
            "register_model"]
 
@@ -131,7 +133,10 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
             checkpoint's) count. 0 or None returns the pre-logits features.
         include_top: False is `num_classes=0`.
         weights: None (initializers), `"slim"` or `"slim:<tag>"` (model zoo), a slim
-            checkpoint prefix or folder, or a `.weights.h5` / `.keras` file.
+            checkpoint prefix or folder, or a `.weights.h5` / `.keras` file. Zoo
+            weights also take `strict=True` (a class count the checkpoint cannot
+            give is an error, not a fresh classifier) and `sha256=` (pin the
+            archive); see `kslim.models.zoo`.
         input_shape: (H, W, C) to build for; default the spec's image size, 3
             channels. Any size the net accepts works after building.
         pooling: "avg" or "max" over the features when there is no classifier.
@@ -154,6 +159,7 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
         from kslim.models import zoo
 
         zoo_entry = zoo.lookup(spec.name, weights)
+        zoo_options = {key: kwargs.pop(key) for key in ("strict", "sha256") if key in kwargs}
         if num_classes is _DEFAULT:
             num_classes = zoo_entry.num_classes
         if input_shape is None:
@@ -169,14 +175,32 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
                              classifier_activation=classifier_activation, **options)
     if input_shape is None:
         input_shape = (spec.image_size, spec.image_size, model.input_channels)
-    model.build_for(input_shape)
+    if weights is None:
+        return model.build_for(input_shape)
+    # The checkpoint overwrites the initial values: create the weights as zeros and
+    # draw initial values only for what it does not provide (e.g. a new head).
+    with deferred_initializers() as pending:
+        model.build_for(input_shape)
     if zoo_entry is not None:
         from kslim.models import zoo
 
-        zoo.load_weights(model, zoo_entry)
-    elif weights is not None:
-        load_weights(model, weights)
+        report = zoo.load_weights(model, zoo_entry, **zoo_options)
+    else:
+        report = load_weights(model, weights)
+    loaded = None
+    if report is not None:
+        names = set(report.loaded)
+        loaded = {id(v) for name, v in _slim_variables(model).items() if name in names}
+    for variable, initializer in pending:
+        if loaded is not None and id(variable) not in loaded:
+            variable.assign(initializer(variable.shape, variable.dtype))
     return model
+
+
+def _slim_variables(model):
+    from kslim.compat import slim_variables
+
+    return slim_variables(model)
 
 
 def _check_options(spec: ModelSpec, kwargs: Mapping[str, Any]) -> None:
