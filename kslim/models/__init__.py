@@ -19,6 +19,8 @@ _FAMILIES = (
     "lenet",
     "mobilenet_v2",
     "mobilenet_v3",
+    "nasnet",
+    "pnasnet",
     "vgg",
 )
 for _family in _FAMILIES:
