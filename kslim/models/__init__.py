@@ -16,6 +16,7 @@ from kslim.models._registry import (ModelSpec, create_model, factories, get_spec
 # One module per net family; importing it registers its names.
 _FAMILIES = (
     "cifarnet",
+    "inception",
     "lenet",
     "mobilenet_v2",
     "mobilenet_v3",
