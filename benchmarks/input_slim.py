@@ -74,8 +74,9 @@ def _slim_inception_eval(image, height: int, width: int):
 
 def measure(
     file_pattern: str, num_samples: int, batch_size: int, image_size: int, batches: int, warmup: int, training: bool
-) -> float:
-    """Images per second of slim's pipeline over `batches` batches after `warmup`.
+) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of `batches` batches of slim's pipeline, after
+    `warmup` batches.
 
     Training: train_image_classifier.py's provider and batch settings; eval:
     eval_image_classifier.py's (no shuffling, a common queue of 2 x batch).
@@ -125,11 +126,11 @@ def measure(
             try:
                 for _ in range(warmup):
                     sess.run(consumed)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 for _ in range(batches):
                     sess.run(consumed)
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             finally:
                 coord.request_stop()
                 coord.join(threads, stop_grace_period_secs=10)
-    return batches * batch_size / elapsed
+    return elapsed, cpu

@@ -32,7 +32,7 @@ from data_helpers import (
         ("cifar10", "cifar10_%s.tfrecord", {"train": 50000, "test": 10000}, 10),
         ("flowers", "flowers_%s_*.tfrecord", {"train": 3320, "validation": 350}, 5),
         ("imagenet", "%s-*", {"train": 1281167, "validation": 50000}, 1001),
-        ("digits", "digits_%s.tfrecord", {"train": 1437, "test": 360}, 10),
+        ("digits", "digits_%s.tfrecord", {"train": 1442, "test": 355}, 10),
     ],
 )
 def test_specs_hold_slims_layouts(name, pattern, splits, num_classes):

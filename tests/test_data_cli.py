@@ -18,8 +18,8 @@ def test_data_convert_and_show_commands(tmp_path, capsys):
     out = tmp_path / "digits"
     assert cli.main(["data", "convert", "--dataset_name", "digits", "--dataset_dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "digits train: 1437 examples in 1 file(s), 10 classes" in printed
-    assert "digits test: 360 examples" in printed
+    assert "digits train: 1442 examples in 1 file(s), 10 classes" in printed
+    assert "digits test: 355 examples" in printed
     grid = tmp_path / "grid.png"
     args = ["data", "show", "--dataset_name", "digits", "--split_name", "test", "--dataset_dir", str(out)]
     assert cli.main(args + ["--num", "6", "--columns", "3", "--output", str(grid)]) == 0

@@ -302,9 +302,9 @@ def test_digits_written_atomically_under_kslim_home(tmp_path, monkeypatch):
     train = D.get_split("digits", "train")
     assert train.dataset_dir == str(parent / "digits")
     assert os.listdir(parent) == ["digits"]
-    assert (train.num_samples, train.num_classes) == (1437, 10)
+    assert (train.num_samples, train.num_classes) == (1442, 10)
     stamp = os.path.getmtime(train.files[0])
-    assert D.get_split("digits", "test").num_samples == 360
+    assert D.get_split("digits", "test").num_samples == 355
     assert os.path.getmtime(train.files[0]) == stamp  # reused, not rewritten
     assert "CC BY 4.0" in (parent / "digits" / "README.md").read_text()
 
@@ -314,10 +314,14 @@ def test_digits_content(tmp_path):
     D.convert("digits", str(tmp_path))
     test = D.get_split("digits", "test", tmp_path)
     got_images, got_labels = read_all(test)
-    assert len(got_images) == 360
-    np.testing.assert_array_equal(np.stack(got_images)[..., 0], images[1437:])
-    assert got_labels == labels[1437:].tolist()
-    assert np.bincount(got_labels).min() >= 33
+    assert len(got_images) == 355
+    # Every fifth image of each class, in file order.
+    expected = [i for i in range(len(labels)) if (labels[: i + 1] == labels[i]).sum() % 5 == 0]
+    np.testing.assert_array_equal(np.stack(got_images)[..., 0], images[expected])
+    assert got_labels == labels[expected].tolist()
+    assert np.bincount(got_labels).min() >= 34
+    train = D.get_split("digits", "train", tmp_path)
+    assert train.num_samples + test.num_samples == len(labels)
     # MNIST framing: the 4-pixel border is empty, the digit fills the 20x20 centre.
     stack = np.stack(got_images)[..., 0]
     assert stack[:, :4].max() == 0 and stack[:, -4:].max() == 0 and stack[:, 4:24, 4:24].max() == 255

@@ -248,3 +248,12 @@ def test_jpeg_entry_point_decodes_only_the_same_crop():
             assert np.abs(cropped - whole).mean() < 2e-3
     assert P.get_preprocessing("inception_v3").jpeg_fn is None
     assert P.get_preprocessing("vgg_16", is_training=True).jpeg_fn is None
+
+
+def test_fast_saturation_equals_tf_adjust_saturation():
+    # Includes values outside [0, 1], as after slim's brightness step, and gray pixels.
+    image = tf.concat([tf.random.uniform([16, 16, 3], -0.2, 1.2, seed=4), tf.fill([1, 16, 3], 0.5)], axis=0)
+    for factor in (0.0, 0.5, 1.0, 1.3, 1.5, 3.0):
+        np.testing.assert_allclose(
+            _ops.adjust_saturation(image, factor), tf.image.adjust_saturation(image, factor), atol=2e-6
+        )

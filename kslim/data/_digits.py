@@ -11,9 +11,9 @@ keys, `labels.txt`) like this:
 * pixels: `round(v * 255 / 16)`; bilinear upsampling (half-pixel centres, edges clamped)
   from 8x8 to 20x20, then 4 zero pixels on every side: 28x28 uint8, with the digit in
   the central 20x20 box as in MNIST.
-* splits: the first 1,437 images (80%) are `train`, the last 360 are `test`. The file is
-  ordered by writer, so the test digits mostly come from people the model has not seen;
-  every class has 33-37 test images.
+* splits: within each class, in file order, every fifth image (the 5th, 10th, ...) is
+  `test` (355 images, 34-36 per class) and the others are `train` (1,442). Both splits
+  keep the file order.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ import numpy as np
 from kslim.data import _records, _specs
 from kslim.data._home import kslim_home
 
-__all__ = ["load_digits", "digits_28x28", "write_digits", "ensure_digits", "TRAIN_SIZE"]
+__all__ = ["load_digits", "digits_28x28", "split_digits", "write_digits", "ensure_digits"]
 
-TRAIN_SIZE = 1437
 _DATA = os.path.join(os.path.dirname(__file__), "digits.npz")
 _NOTICE = os.path.join(os.path.dirname(__file__), "digits.md")
 # Bump when the conversion changes: caches of another version are rebuilt.
-_VERSION = 1
+_VERSION = 2
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +65,16 @@ def digits_28x28(images: np.ndarray) -> np.ndarray:
     return np.pad(big, ((0, 0), (4, 4), (4, 4)))[..., None]
 
 
+def split_digits(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Indices of the `train` and `test` images (see the module doc)."""
+    rank = np.zeros(len(labels), int)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members] = np.arange(len(members))
+    test = rank % 5 == 4
+    return {"train": np.flatnonzero(~test), "test": np.flatnonzero(test)}
+
+
 def write_digits(dataset_dir: str) -> str:
     """Writes the digits dataset in MNIST's layout into `dataset_dir` (created)."""
     images, labels = load_digits()
@@ -74,9 +83,8 @@ def write_digits(dataset_dir: str) -> str:
     from kslim.data._convert import write_image_arrays
 
     spec = _specs.DATASETS["digits"]
-    parts = {"train": slice(0, TRAIN_SIZE), "test": slice(TRAIN_SIZE, None)}
     sizes = {}
-    for split, part in parts.items():
+    for split, part in split_digits(labels).items():
         path = os.path.join(dataset_dir, spec.pattern_for(split))
         sizes[split] = write_image_arrays(path, images[part], labels[part])
     _records.write_label_file(dict(enumerate(spec.default_labels)), dataset_dir)

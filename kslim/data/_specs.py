@@ -116,7 +116,7 @@ DATASETS: dict[str, DatasetSpec] = {
             description="any folder of class sub-folders (kslim data convert)",
         ),
         DatasetSpec(
-            "digits", "digits_%s.tfrecord", (("train", 1437), ("test", 360)), 10,
+            "digits", "digits_%s.tfrecord", (("train", 1442), ("test", 355)), 10,
             channels=1, image_shape=(28, 28, 1), default_format="raw", label_shape=(1,),
             default_labels=_DIGIT_NAMES, slim_module="datasets/mnist.py",
             description="UCI handwritten digits (embedded), MNIST layout, 28x28",
