@@ -311,3 +311,17 @@ def test_pipeline_skip_mode(tmp_path):
     labels = [int(v) for _, y in _batches(D.input_pipeline(split, 8, "lenet", on_error="skip")) for v in y]
     assert len(labels) == 3
     assert [s.record for s in split.skipped] == [3]  # the header check; the GIF is dropped by tf.data
+
+
+@pytest.mark.parametrize(
+    "data,known",
+    [
+        (b"\xff\xd8\xff\xe0", True), (b"\x89PNG\r\n\x1a\n", True), (b"GIF89a", True), (b"BM6", True),
+        (b"RIFF\0\0\0\0WEBPVP8 ", True), (b"RIFF\0\0\0\0WAVE", False), (b"", False), (b"\xff\xd8", False),
+        (b"<html>", False),
+    ],
+)  # fmt: skip
+def test_image_header_check(data, known):
+    from kslim.data._split import _has_image_header
+
+    assert bool(_has_image_header(tf.constant(data))) is known

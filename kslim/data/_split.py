@@ -33,16 +33,19 @@ SkippedRecord = collections.namedtuple("SkippedRecord", ["file", "record", "reas
 # Check the framing of every file before reading when the split is at most this big.
 _AUTO_CHECK_BYTES = 2 << 30
 
-# Leading bytes of the image formats tf.io.decode_image reads.
+# Leading bytes of the image formats tf.io.decode_image reads; "?" matches any byte.
 _MAGIC = (
     b"\xff\xd8\xff",  # JPEG
     b"\x89PNG\r\n\x1a\n",  # PNG
-    b"GIF87a",
-    b"GIF89a",
+    b"GIF8",
     b"BM",  # BMP
+    b"RIFF????WEBP",
     b"\xff\x0a",  # JPEG XL codestream
     b"\x00\x00\x00\x0cJXL \r\n\x87\n",  # JPEG XL container
 )
+_HEAD = max(len(m) for m in _MAGIC)
+_MAGIC_MASK = np.array([[0 if c == ord("?") else 255 for c in m.ljust(_HEAD, b"?")] for m in _MAGIC], np.uint8)
+_MAGIC_BYTES = np.array([list(m.ljust(_HEAD, b"?")) for m in _MAGIC], np.uint8) & _MAGIC_MASK
 
 _CONVERT_HINT = "create it with `kslim data convert --dataset_name {name} --dataset_dir {dir} --source ...`"
 
@@ -52,15 +55,9 @@ def _is_raw(image_format: tf.Tensor) -> tf.Tensor:
 
 
 def _has_image_header(encoded: tf.Tensor) -> tf.Tensor:
-    head = tf.strings.join([tf.strings.substr(encoded, 0, 16), b"\0" * 16])
-    known = [tf.equal(tf.strings.substr(head, 0, len(m)), m) for m in _MAGIC]
-    known.append(
-        tf.logical_and(
-            tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-            tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"),
-        )
-    )
-    return tf.reduce_any(tf.stack(known))
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, _HEAD), b"\0" * _HEAD]), 0, _HEAD)
+    head = tf.io.decode_raw(head, tf.uint8)
+    return tf.reduce_any(tf.reduce_all(tf.bitwise.bitwise_and(head, _MAGIC_MASK) == _MAGIC_BYTES, axis=1))
 
 
 @dataclasses.dataclass(eq=False)
@@ -333,7 +330,7 @@ class Split:
         encoded = features[_specs.ENCODED]
         return tf.logical_and(
             tf.logical_not(_is_raw(features[_specs.FORMAT])),
-            tf.equal(tf.strings.substr(encoded, 0, 3), _MAGIC[0]),
+            tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff"),
         )
 
     @staticmethod
