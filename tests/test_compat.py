@@ -285,3 +285,16 @@ def test_list_checkpoint_v1_and_v2(cifarnet_v2):
     v2 = compat.list_checkpoint(cifarnet_v2)
     assert v1 == v2
     assert ("CifarNet/fc3/weights", (4096, 384), "float32") in v1
+
+
+def test_eval_graph_checkpoint_loads_without_training_only_aux_head(tmp_path):
+    """Slim builds NASNet's aux head only when training: eval-graph checkpoints lack it."""
+    eval_graph = kslim.models.create_model("nasnet_cifar", use_aux_head=False)
+    prefix = compat.save_slim_checkpoint(eval_graph, str(tmp_path / "model.ckpt"))
+    model = kslim.models.create_model("nasnet_cifar", weights=prefix)
+    report = compat.restore(model, prefix)
+    assert report.missing and all(n.startswith("aux_") for n in report.missing)
+    x = recipe_inputs(1, 32)
+    np.testing.assert_allclose(model(x), eval_graph(x), rtol=1e-5, atol=1e-4)
+    with pytest.raises(CheckpointError, match="aux_"):
+        compat.restore(model, prefix, strict=True)

@@ -157,6 +157,9 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
             classifier (1 takes a 1001-class checkpoint into a 1000-class model).
         strict: make every missing, mismatched or unused variable an error.
         ignore_missing: restore what the checkpoint has (slim's ignore_missing_vars).
+            Variables under the model's `optional_scopes` (heads slim builds only in
+            its training graph, such as NASNet's aux head) may always be missing
+            unless `strict`.
         dry_run: plan and check only; read and assign nothing (`report.loaded` lists
             what would load).
 
@@ -177,6 +180,8 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
     heads = _as_list(getattr(model, "head_scopes", ()))
     scope = getattr(model, "scope", "")
     head_prefixes = [f"{scope}/{h}" if scope else h for h in heads]
+    optional = [f"{scope}/{o}" if scope else o
+                for o in _as_list(getattr(model, "optional_scopes", ()))]
 
     report = RestoreReport(checkpoint=prefix)
     plan: list[tuple[str, object, str, tuple]] = []  # (slim name, variable, ckpt name, slice)
@@ -232,7 +237,7 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
             "rename={model_prefix: checkpoint_prefix} (or a callable) to map the names.")
     if report.missing and not ignore_missing:
         problems += [f"{n}: not in the checkpoint (looked for {to_checkpoint(n)!r})"
-                     for n in report.missing]
+                     for n in report.missing if strict or not _scope_match(n, optional)]
     if strict and report.unused:
         problems += [f"{n}: in the checkpoint but not in the model" for n in report.unused]
     if problems:

@@ -43,6 +43,9 @@ class SlimModel(keras.Model):
     slim_name: str = ""
     head_scopes: tuple[str, ...] = ()
     aux_output: str | None = None  # end point returned as "aux_logits" when training
+    # Scopes (relative, globs allowed) whose variables slim builds only in its training
+    # graph, so eval-graph checkpoints lack them: restore leaves them as initialized.
+    optional_scopes: tuple[str, ...] = ()
     aux_loss_weight: float = 0.4
     has_slim_scope: bool = True
     input_channels: int = 3  # channels of the default build (create_model)

@@ -604,6 +604,7 @@ class NASNetBase(SlimModel):
     has_slim_scope = False  # slim: `cell_0/...`, `final_layer/FC/...` with no net scope
     head_scopes = ("final_layer/FC", "aux_*/aux_logits/FC")
     aux_output = "AuxLogits"
+    optional_scopes = ("aux_*",)  # slim builds the aux head only when is_training
     slim_prefix = ""
 
     def __init__(self, variant: str, num_classes: int | None = 1001, *,
