@@ -15,6 +15,7 @@ import sys
 _COMMAND_MODULES = (
     "kslim.compat._cli",  # inspect, convert
     "kslim.data._cli",  # data convert, data show
+    "kslim.training._cli",  # train, eval, predict, export, demo
 )
 
 
