@@ -17,7 +17,10 @@ from kslim.models._registry import (ModelSpec, create_model, factories, get_spec
 _FAMILIES = (
     "cifarnet",
     "inception",
+    "inception_resnet_v2",
+    "inception_v4",
     "lenet",
+    "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",
     "nasnet",
