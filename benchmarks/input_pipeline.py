@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num_images", type=int, default=800)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--batches", type=int, default=30, help="timed batches per trial")
+    parser.add_argument("--batches", type=int, default=60, help="timed batches per trial")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches first")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--mode", choices=["train", "eval", "both"], default="both")

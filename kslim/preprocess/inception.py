@@ -42,10 +42,13 @@ DISTORTED_CROP = dict(
 )
 CENTRAL_FRACTION = 0.875
 
-_BRIGHTNESS_DELTA = 32.0 / 255.0
-_SATURATION = (0.5, 1.5)
-_HUE_DELTA = 0.2
-_CONTRAST = (0.5, 1.5)
+# The ranges of slim's random colour ops: each draws one value uniformly from its range.
+_COLOR_RANGES = {
+    "brightness": (-32.0 / 255.0, 32.0 / 255.0),
+    "saturation": (0.5, 1.5),
+    "hue": (-0.2, 0.2),
+    "contrast": (0.5, 1.5),
+}
 
 # slim's four colour orderings (full mode); fast mode uses the first two ops of ordering 0.
 _COLOR_ORDERINGS = (
@@ -56,16 +59,35 @@ _COLOR_ORDERINGS = (
 )
 
 
-def _color_op(name: str, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    if name == "brightness":
-        return tf.image.stateless_random_brightness(image, _BRIGHTNESS_DELTA, seed)
-    if name == "saturation":
-        # tf.image.stateless_random_saturation's draw, applied by the faster equivalent.
-        factor = tf.random.stateless_uniform([], seed, *_SATURATION)
-        return _ops.adjust_saturation(image, factor)
-    if name == "hue":
-        return tf.image.stateless_random_hue(image, _HUE_DELTA, seed)
-    return tf.image.stateless_random_contrast(image, *_CONTRAST, seed)
+def _color_ops(color_ordering: int, fast_mode: bool) -> tuple[str, ...]:
+    if color_ordering not in range(4):
+        raise ValueError(f"color_ordering must be in [0, 3], got {color_ordering}")
+    if fast_mode:
+        return ("brightness", "saturation") if color_ordering == 0 else ("saturation", "brightness")
+    return _COLOR_ORDERINGS[color_ordering]
+
+
+def _draw_colors(ops, seed) -> list[tf.Tensor]:
+    """The values `tf.image.stateless_random_{brightness,...}` would draw for `ops`."""
+    return [
+        tf.random.stateless_uniform([], op_seed, *_COLOR_RANGES[name])
+        for name, op_seed in zip(ops, _ops.split_seed(seed, len(ops)))
+    ]
+
+
+def _apply_colors(image: tf.Tensor, ops, values) -> tf.Tensor:
+    """`tf.image.adjust_{brightness,saturation,hue,contrast}` in order, then clip to [0, 1]."""
+    for name, value in zip(ops, values):
+        if name == "brightness":
+            image = image + value
+        elif name == "saturation":
+            image = _ops.adjust_saturation(image, value)
+        elif name == "hue":
+            image = tf.image.adjust_hue(image, value)
+        else:
+            image = tf.image.adjust_contrast(image, value)
+    # The random_* ops do not clamp.
+    return tf.clip_by_value(image, 0.0, 1.0)
 
 
 def distort_color(image: tf.Tensor, color_ordering: int = 0, fast_mode: bool = True, seed=None):
@@ -76,7 +98,7 @@ def distort_color(image: tf.Tensor, color_ordering: int = 0, fast_mode: bool = T
         color_ordering: 0-3, which of slim's orderings of the colour ops to apply.
         fast_mode: only brightness and saturation (ordering 0: brightness first, any
             other: saturation first), as slim.
-        seed: `[2]` int seed for the stateless ops; None draws one.
+        seed: `[2]` int seed; each op draws its value as `tf.image.stateless_random_*`.
 
     Returns:
         The distorted image, clipped to [0, 1].
@@ -84,16 +106,22 @@ def distort_color(image: tf.Tensor, color_ordering: int = 0, fast_mode: bool = T
     Raises:
         ValueError: if `color_ordering` is not in 0-3.
     """
-    if color_ordering not in range(4):
-        raise ValueError(f"color_ordering must be in [0, 3], got {color_ordering}")
-    if fast_mode:
-        ops = ("brightness", "saturation") if color_ordering == 0 else ("saturation", "brightness")
-    else:
-        ops = _COLOR_ORDERINGS[color_ordering]
-    for name, op_seed in zip(ops, _ops.split_seed(seed, len(ops))):
-        image = _color_op(name, image, op_seed)
-    # The random_* ops do not clamp.
-    return tf.clip_by_value(image, 0.0, 1.0)
+    ops = _color_ops(color_ordering, fast_mode)
+    return _apply_colors(image, ops, _draw_colors(ops, seed))
+
+
+def _flip_colors_scale(image, flip, ops, values, use_grayscale):
+    """slim's train path after the resize, on values drawn beforehand."""
+    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+    image = _apply_colors(image, ops, values)
+    if use_grayscale:
+        image = _ops.to_grayscale(image)
+    return (image - 0.5) * 2.0
+
+
+# The same, compiled with XLA: one fused loop instead of a dozen passes over the image
+# (three times faster on CPU). Only arithmetic: the random values come from outside.
+_flip_colors_scale_xla = tf.function(_flip_colors_scale, jit_compile=True, reduce_retracing=True)
 
 
 def _sample_crop(image_shape, bbox, seed, **overrides):
@@ -129,7 +157,7 @@ def distorted_bounding_box_crop(image: tf.Tensor, bbox, seed=None, **overrides):
     return tf.slice(image, begin, size), distorted_bbox
 
 
-def _distort_crop(image, height, width, fast_mode, use_grayscale, seeds) -> tf.Tensor:
+def _distort_crop(image, height, width, fast_mode, use_grayscale, seeds, jit_compile=False) -> tf.Tensor:
     """Everything slim's train path does after the crop: resize, flip, colour, scale."""
     resize_seed, flip_seed, order_seed, color_seed = seeds
     if image.dtype != tf.float32:
@@ -140,15 +168,15 @@ def _distort_crop(image, height, width, fast_mode, use_grayscale, seeds) -> tf.T
         [lambda m=m: _ops.legacy_resize(image, [height, width], m) for m in methods],
     )
     image.set_shape([height, width, 3])
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    orderings = range(1 if fast_mode else 4)
-    image = _ops.switch_on_random(
-        order_seed,
-        [lambda o=o: distort_color(image, o, fast_mode, color_seed) for o in orderings],
-    )
-    if use_grayscale:
-        image = _ops.to_grayscale(image)
-    return (image - 0.5) * 2.0
+    # tf.image.stateless_random_flip_left_right's draw.
+    flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    finish = _flip_colors_scale_xla if jit_compile else _flip_colors_scale
+
+    def ordering(o):
+        ops = _color_ops(o, fast_mode)
+        return finish(image, flip, ops, _draw_colors(ops, color_seed), use_grayscale)
+
+    return _ops.switch_on_random(order_seed, [lambda o=o: ordering(o) for o in range(1 if fast_mode else 4)])
 
 
 def preprocess_for_train(
@@ -201,9 +229,11 @@ def preprocess_jpeg_for_train(
 
     The crop is drawn from the size in the JPEG header and decoded with
     `tf.image.decode_and_crop_jpeg`, which skips most of the work for the discarded part of
-    the image. Same seed, same crop and distortions as `preprocess_for_train` on the decoded
+    the image, and the flip, colour and scaling arithmetic runs as one XLA-compiled
+    function. Same seed, same crop and distortions as `preprocess_for_train` on the decoded
     image; pixels within a few rows or columns of the crop's edge can differ by a few
-    levels, because JPEG chroma upsampling does not see the neighbours outside the window.
+    levels, because JPEG chroma upsampling does not see the neighbours outside the window,
+    and elsewhere by float rounding (about 1e-6).
 
     Args:
         encoded: scalar string tensor, a JPEG file's bytes.
@@ -216,7 +246,7 @@ def preprocess_jpeg_for_train(
         image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
     else:
         image = tf.io.decode_jpeg(encoded, channels=3)
-    return _distort_crop(image, height, width, fast_mode, use_grayscale, seeds)
+    return _distort_crop(image, height, width, fast_mode, use_grayscale, seeds, jit_compile=True)
 
 
 def preprocess_for_eval(
