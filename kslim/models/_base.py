@@ -15,6 +15,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from kslim.models._layers import deferred_initializers
+
 __all__ = ["SlimModel"]
 
 POOLINGS = (None, "avg", "max")
@@ -125,11 +127,21 @@ class SlimModel(keras.Model):
     def build_for(self, input_shape) -> "SlimModel":
         """Creates the weights for inputs of `input_shape` (H, W, C) without running
         the net (a symbolic call), and returns the model."""
+        for variable, initializer in self._build_deferred(input_shape):
+            variable.assign(initializer(variable.shape, variable.dtype))
+        return self
+
+    def _build_deferred(self, input_shape) -> list:
+        """Builds with the kslim layers' weights as zeros; returns the `(variable,
+        initializer)` pairs still to initialize. Reading a not-yet-initialized Keras
+        variable during the symbolic build would add its whole initializer to the
+        scratch graph each time; zeros keep the build cheap."""
         input_shape = tuple(input_shape)
         self.check_input_shape((None, *input_shape))
-        self(keras.Input(shape=input_shape))
+        with deferred_initializers() as pending:
+            self(keras.Input(shape=input_shape))
         self._built_channels = input_shape[-1]
-        return self
+        return pending
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Keras loss, plus slim's 0.4-weighted auxiliary-head loss when training."""

@@ -14,8 +14,6 @@ import inspect
 import os
 from typing import Any, Callable, Mapping
 
-from kslim.models._layers import deferred_initializers
-
 __all__ = ["ModelSpec", "create_model", "factories", "get_spec", "list_models",
            "register_model"]
 
@@ -177,10 +175,9 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
         input_shape = (spec.image_size, spec.image_size, model.input_channels)
     if weights is None:
         return model.build_for(input_shape)
-    # The checkpoint overwrites the initial values: create the weights as zeros and
-    # draw initial values only for what it does not provide (e.g. a new head).
-    with deferred_initializers() as pending:
-        model.build_for(input_shape)
+    # The checkpoint overwrites the initial values: draw initial values only for what
+    # it does not provide (e.g. a new head).
+    pending = model._build_deferred(input_shape)
     if zoo_entry is not None:
         from kslim.models import zoo
 
