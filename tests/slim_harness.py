@@ -101,16 +101,18 @@ def run_slim(build: Callable, inputs: np.ndarray, *, checkpoint: str | None = No
         extra = [tf.compat.v1.Variable(value, name=name, trainable=False)
                  for name, value in (extra_variables or {}).items()]
         update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        feeds = [tf.compat.v1.placeholder(v.dtype.base_dtype, v.shape) for v in model_vars]
+        assign = tf.group(*[v.assign(p) for v, p in zip(model_vars, feeds)])
         with tf.compat.v1.Session(graph=graph) as session:
-            for variable in model_vars:
-                name = variable.op.name
-                variable.load(value_fn(name, variable.shape.as_list()), session)
+            session.run(assign, {p: value_fn(v.op.name, v.shape.as_list())
+                                 for v, p in zip(model_vars, feeds)})
             session.run([v.initializer for v in extra])
             fetches = [net, end_points, update_ops] if run_update_ops else [net, end_points]
             output, points = session.run(fetches, {images: inputs})[:2]
             updated = None
             if run_update_ops:
-                updated = {v.op.name: session.run(v) for v in model_vars}
+                updated = dict(zip([v.op.name for v in model_vars],
+                                   session.run(model_vars)))
             path = None
             if checkpoint:
                 version = {"V1": tf.compat.v1.train.SaverDef.V1,
