@@ -80,7 +80,9 @@ def input_pipeline(
         shuffle: shuffle files and records (default: `is_training`).
         shuffle_buffer_size: records in the shuffle buffer (default: the whole split up
             to max(1024, 16 * batch_size)).
-        seed: makes file order, record order and augmentations repeatable.
+        seed: makes file order, record order and augmentations repeatable. Without one, a
+            shuffled pipeline also lets parallel calls finish out of order (faster); an
+            unshuffled one keeps file order.
         input_context: shard for one of several input pipelines (multi-worker training).
         labels_offset: subtracted from every label (slim's `--labels_offset`, e.g. 1 to read
             1001-class ImageNet records into a 1000-class model).
@@ -92,9 +94,10 @@ def input_pipeline(
         use_grayscale: passed to `get_preprocessing` when `preprocess_fn` is a name.
         crop_while_decoding: for preprocessing that crops first (inception training),
             decode only the crop window of JPEG records (`preprocess_fn.jpeg_fn`,
-            `tf.image.decode_and_crop_jpeg`): the same crops and distortions, much less
-            decoding; pixels next to the crop's edge can differ by a few levels from
-            decoding the whole image. False decodes every image whole, as slim.
+            `tf.image.decode_and_crop_jpeg`) and run the flip/colour arithmetic as one XLA
+            function: the same crops and distortions for much less work; pixels next to the
+            crop's edge can differ by a few levels from decoding the whole image. False
+            decodes every image whole and runs slim's ops one by one.
         on_error: "raise" or "skip" bad records (see `Split.dataset`).
 
     Returns:
@@ -120,7 +123,7 @@ def input_pipeline(
     if num_epochs is None and not is_training:
         num_epochs = 1
     # Unseeded shuffled input has no order to keep: let parallel calls finish out of order.
-    deterministic = True if seed is not None or not shuffle else False
+    deterministic = seed is not None or not shuffle
     seeded = preprocess_fn is not None and _accepts_seed(preprocess_fn)
 
     records = split.records(
