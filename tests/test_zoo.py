@@ -303,6 +303,17 @@ def test_archive_without_the_checkpoint_is_refused(tmp_path):
     assert cache_leftovers() == []
 
 
+def test_good_archive_is_kept_when_the_model_does_not_fit(mobilenet_zoo, monkeypatch):
+    """A model built with other options than the checkpoint's gets a restore error
+    naming the shapes, but the (good) archive is installed, not thrown away."""
+    served, _, _ = mobilenet_zoo
+    monkeypatch.setenv("KSLIM_ZOO_MIRROR", str(served))
+    other = kslim.models.create_model("mobilenet_v1_050")
+    with pytest.raises(compat.CheckpointError, match="has shape"):
+        zoo.load_weights(other, MOBILENET_TAG)
+    assert zoo.cached_checkpoint(MOBILENET_TAG) is not None
+
+
 def test_checkpoint_of_another_net_is_refused(mobilenet_zoo, tmp_path):
     """An archive whose checkpoint does not fit the net (here: mobilenet 0.25 weights
     named as the 0.5 archive) fails the dry-run restore and is not installed."""

@@ -642,7 +642,10 @@ def _unpack_checkpoint_files(archive: str, dest: str, entry: ZooEntry
                     if os.path.getsize(target) != member.size:
                         raise EOFError(f"member {rel!r} is shorter than its header says")
                     written.append(rel)
-            while stream.read(1 << 20):  # the rest of the stream, to its end-of-stream check
+            # Read on to the end: gzip/bzip2/xz check their length and CRC there. (A plain
+            # tar has no such check; a cut that loses checkpoint bytes still fails the
+            # member-size and readability checks.)
+            while stream.read(1 << 20):
                 pass
             while raw.read(1 << 20):
                 pass
@@ -800,7 +803,12 @@ def load_weights(model, entry: ZooEntry | str, *, strict: bool = False,
     options, skipped = _restore_options(model, entry, strict)
 
     def check(prefix: str):
-        return compat.restore(model, prefix, dry_run=True, **options)
+        try:
+            return compat.restore(model, prefix, dry_run=True, **options)
+        except compat.CheckpointError:
+            # The model (its options) may be what does not fit: keep an archive that
+            # fits the entry's own net; the restore below then names the problem.
+            return _net_check(entry)(prefix)
 
     prefix = fetch(entry, sha256=sha256, check=check)
     if _uses_moving_average(model, prefix, options):
