@@ -15,6 +15,7 @@ from kslim.models._registry import (ModelSpec, create_model, factories, get_spec
 
 # One module per net family; importing it registers its names.
 _FAMILIES = (
+    "alexnet",
     "cifarnet",
     "inception",
     "inception_resnet_v2",
@@ -24,7 +25,9 @@ _FAMILIES = (
     "mobilenet_v2",
     "mobilenet_v3",
     "nasnet",
+    "overfeat",
     "pnasnet",
+    "resnet",
     "vgg",
 )
 for _family in _FAMILIES:
