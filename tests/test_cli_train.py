@@ -11,7 +11,7 @@ import tensorflow as tf
 import kslim
 from kslim import compat
 from slim_harness import assert_close, restore_into_slim
-from training_helpers import digits_batch, run_cli, slim_lenet
+from training_helpers import digits_batch, event_scalars, run_cli, slim_lenet
 
 TRAIN = ("train", "--model_name=lenet", "--dataset_name=digits", "--batch_size=8",
          "--seed=0", "--verbose=0")
@@ -36,7 +36,10 @@ def test_train_writes_slim_checkpoints_that_tf_slim_restores(first_run, slim):
     names = {n for n, _, _ in compat.list_checkpoint(prefix)}
     assert {"global_step", "LeNet/fc4/weights", "LeNet/fc4/weights/RMSProp",
             "LeNet/fc4/weights/RMSProp_1", "LeNet/fc4/weights/ExponentialMovingAverage"} <= names
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(train_dir))
+    scalars = event_scalars(train_dir)  # TensorBoard: slim's summary names
+    assert scalars["total_loss"][-1][0] == 4
+    assert scalars["learning_rate"][-1] == (4, pytest.approx(0.01))
+    assert "train/accuracy" in scalars
 
     images, _ = digits_batch(8)
     reference = restore_into_slim(lambda x: slim_lenet(x, 10), images, prefix)

@@ -1,7 +1,6 @@
 """Several devices and several machines: `--num_clones` on MirroredStrategy, and two
 worker processes on MultiWorkerMirroredStrategy surviving a killed worker."""
 
-import os
 import re
 import signal
 import socket
@@ -13,7 +12,7 @@ import tensorflow as tf
 
 import kslim
 from kslim import compat, training
-from training_helpers import kslim_process
+from training_helpers import kslim_process, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +23,43 @@ def start_checkpoint(tmp_path_factory):
 
 
 def _train(train_dir, start, **flags):
-    return training.train(model_name="lenet", dataset_name="digits", train_dir=str(train_dir),
-                          checkpoint_path=start, dropout_keep_prob=1.0, seed=3,
-                          max_number_of_steps=3, optimizer="momentum", learning_rate=0.01,
-                          save_interval_secs=0, verbose="0", **flags)
+    options = dict(model_name="lenet", dataset_name="digits", train_dir=str(train_dir),
+                   checkpoint_path=start, dropout_keep_prob=1.0, seed=3,
+                   max_number_of_steps=3, optimizer="momentum", learning_rate=0.01,
+                   save_interval_secs=0, verbose="0")
+    return training.train(**{**options, **flags})
 
 
 def test_two_clones_match_one_clone_with_the_doubled_batch(tmp_path, start_checkpoint):
     one = _train(tmp_path / "one", start_checkpoint, num_clones=1, batch_size=8)
-    two = _train(tmp_path / "two", start_checkpoint, num_clones=2, batch_size=4)
-    assert two.strategy.num_replicas_in_sync == 2
-    assert isinstance(two.strategy, tf.distribute.MirroredStrategy)
-    assert sorted(one.losses) == sorted(two.losses) == [1, 2, 3]
-    np.testing.assert_allclose([two.losses[s] for s in (1, 2, 3)],
-                               [one.losses[s] for s in (1, 2, 3)], rtol=1e-5)
+    # the same through the command line: two clones of 4 on the two logical CPUs
+    code, out, err = run_cli(
+        "train", "--model_name=lenet", "--dataset_name=digits", f"--train_dir={tmp_path}/two",
+        f"--checkpoint_path={start_checkpoint}", "--dropout_keep_prob=1.0", "--seed=3",
+        "--max_number_of_steps=3", "--optimizer=momentum", "--learning_rate=0.01",
+        "--save_interval_secs=0", "--verbose=0", "--log_every_n_steps=1", "--num_clones=2",
+        "--batch_size=4")
+    assert code == 0, err
+    logged = {int(step): float(loss)
+              for step, loss in re.findall(r"global step (\d+): loss = (\S+) ", out)}
+    assert sorted(one.losses) == sorted(logged) == [1, 2, 3]
+    np.testing.assert_allclose([logged[s] for s in (1, 2, 3)],
+                               [one.losses[s] for s in (1, 2, 3)], rtol=1e-5, atol=1e-4)
     a = tf.train.load_checkpoint(one.checkpoint)
-    b = tf.train.load_checkpoint(two.checkpoint)
+    b = tf.train.load_checkpoint(str(tmp_path / "two" / "model.ckpt-3"))
     for name in compat.slim_variables(one.model):
         np.testing.assert_allclose(b.get_tensor(name), a.get_tensor(name), rtol=1e-4,
                                    atol=1e-6, err_msg=name)
+
+
+def test_two_clones_run_on_a_mirrored_strategy(tmp_path, start_checkpoint):
+    two = _train(tmp_path, start_checkpoint, num_clones=2, batch_size=4,
+                 max_number_of_steps=1)
+    assert isinstance(two.strategy, tf.distribute.MirroredStrategy)
+    assert two.strategy.num_replicas_in_sync == 2
+    assert sorted(two.strategy.extended.worker_devices) == [
+        "/job:localhost/replica:0/task:0/device:CPU:0",
+        "/job:localhost/replica:0/task:0/device:CPU:1"]
 
 
 # -- two machines ---------------------------------------------------------------------------
@@ -103,7 +120,7 @@ class _Workers:
 def test_two_workers_survive_a_killed_worker(tmp_path):
     train_dir = tmp_path / "train"
     dataset_dir = kslim.data.convert("digits", str(tmp_path / "digits"))
-    flags = ["--model_name=lenet", f"--dataset_name=digits", f"--dataset_dir={dataset_dir}",
+    flags = ["--model_name=lenet", "--dataset_name=digits", f"--dataset_dir={dataset_dir}",
              f"--train_dir={train_dir}", "--batch_size=4", "--max_number_of_steps=36",
              "--optimizer=sgd", "--learning_rate=0.01", "--seed=0", "--verbose=0",
              "--save_interval_secs=0", "--save_every_n_steps=4", "--backup_every_n_steps=4",

@@ -5,7 +5,6 @@ import importlib.util
 import os
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import kslim

@@ -12,7 +12,7 @@ import pytest
 import kslim
 from kslim import compat, training
 from slim_harness import recipe_value
-from training_helpers import run_cli
+from training_helpers import event_scalars, run_cli
 
 
 def _lenet(num_classes=10):
@@ -63,7 +63,9 @@ def test_eval_equals_hand_computation(tmp_path, test_split, labels_offset):
     accuracy, recall = _by_hand(model, images, labels - labels_offset)
     assert 0.0 < recall < 1.0
     assert _parse(out) == pytest.approx((accuracy, recall), abs=1e-12)
-    assert list((tmp_path / "eval").glob("events.out.tfevents*"))
+    scalars = event_scalars(tmp_path / "eval")
+    assert scalars["eval/Accuracy"] == [(7, pytest.approx(accuracy))]
+    assert scalars["eval/Recall_5"] == [(7, pytest.approx(recall))]
 
 
 def test_eval_of_moving_averages_and_max_num_batches(tmp_path, test_split):

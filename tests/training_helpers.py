@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -121,5 +120,18 @@ def digits_batch(count=8, split="test"):
     return images.numpy(), labels.numpy()
 
 
-def reset_keras_policy():
-    keras.config.set_dtype_policy("float32")
+def event_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """`{tag: [(step, value)]}` of the scalar summaries in a folder's event files."""
+    from tensorflow.core.util import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith("events.out.tfevents"):
+            continue
+        for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
+                    else value.simple_value
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars

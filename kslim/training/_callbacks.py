@@ -128,7 +128,7 @@ class StepLogger(keras.callbacks.Callback):
         loss = _loss_value(logs)
         if self.record and loss is not None:
             self.losses[step] = loss
-        if step % self.every_n_steps == 0 and loss is not None:
+        if step % self.every_n_steps == 0 and loss is not None and step != self._last_step:
             now = time.time()
             per_step = (now - self._last_time) / max(1, step - self._last_step)
             self._last_time, self._last_step = now, step

@@ -63,6 +63,10 @@ def _optional(kind):
     return parse
 
 
+def _with_default(help_text: str, default) -> str:
+    return help_text if "default" in help_text else f"{help_text} (default {default})"
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, config_class, skip=()) -> None:
     """One flag per field of a config dataclass, with its default and help."""
     for field in dataclasses.fields(config_class):
@@ -74,7 +78,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class, skip=()) ->
         if annotation.startswith("bool"):
             parser.add_argument(f"--{field.name}", nargs="?", const=True, default=default,
                                 type=_parse_bool, metavar="BOOL",
-                                help=f"{help_text} (default {default})")
+                                help=_with_default(help_text, default))
             parser.add_argument(f"--no{field.name}", dest=field.name, action="store_false",
                                 help=argparse.SUPPRESS)
             continue
@@ -85,7 +89,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class, skip=()) ->
                             type=_optional(kind) if optional else kind,
                             choices=field.metadata.get("choices"),
                             metavar=kind.__name__.upper(),
-                            help=f"{help_text} (default {default})")
+                            help=_with_default(help_text, default))
 
 
 def _config_from(args, config_class):
@@ -168,7 +172,7 @@ def register(subparsers) -> None:
                       help="folder for the data, checkpoints and logs (default: a new "
                            "temporary folder)")
     demo.add_argument("--max_number_of_steps", type=int, default=None,
-                      help="training steps (default 600)")
+                      help="training steps (default 300)")
     demo.add_argument("--batch_size", type=int, default=None, help="default 32")
     demo.add_argument("--learning_rate", type=float, default=None, help="default 0.01")
     demo.add_argument("--optimizer", default=None, help="default rmsprop")

@@ -19,14 +19,15 @@ import time
 
 __all__ = ["DEMO_FLAGS", "DemoResult", "demo"]
 
-# The training run of the demo: slim's flag names. RMSProp is slim's default optimizer;
-# a warmer rate with an exponential decay every epoch reaches ~97% test accuracy on the
-# digits (written by people the training split does not have) in a few hundred steps.
+# The training run of the demo, in slim's flag names: slim's default optimizer (RMSProp
+# with its defaults) and learning rate, decayed by 0.7 every epoch; 300 steps of 32
+# (about 6.7 epochs of the 1,442 training digits) reach 96.5-98% test accuracy over
+# seeds (98.0% with the default seed 0).
 DEMO_FLAGS = {
     "model_name": "lenet",
     "dataset_name": "digits",
     "batch_size": 32,
-    "max_number_of_steps": 600,
+    "max_number_of_steps": 300,
     "optimizer": "rmsprop",
     "learning_rate": 0.01,
     "learning_rate_decay_type": "exponential",

@@ -109,18 +109,20 @@ def ensure_logical_cpus(count: int) -> list[str]:
     Raises:
         ValueError: the devices are already initialized with fewer CPUs.
     """
-    existing = tf.config.list_logical_devices("CPU")
-    if len(existing) >= count:
-        return [d.name for d in existing[:count]]
     cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
-    except RuntimeError:
+    configured = tf.config.get_logical_device_configuration(cpus[0]) or []
+    if len(configured) < count:
+        try:  # listing logical devices would start the runtime: configure first
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:
+            pass  # already started; the check below says whether that is enough
+    existing = tf.config.list_logical_devices("CPU")
+    if len(existing) < count:
         raise ValueError(f"--num_clones {count} on CPU needs {count} CPU devices, but "
                          f"TensorFlow already started with {len(existing)}; create the "
                          "strategy before running any TensorFlow op (or call "
-                         "tf.config.set_logical_device_configuration at startup)") from None
+                         "tf.config.set_logical_device_configuration at startup)")
     return [d.name for d in tf.config.list_logical_devices("CPU")[:count]]
 
 
@@ -157,9 +159,7 @@ def create_strategy(num_clones: int = 1, clone_on_cpu: bool = False,
     if cluster.num_workers > 1:
         if num_clones > 1 and not gpus:
             ensure_logical_cpus(num_clones)
-        options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
         log.info("MultiWorkerMirroredStrategy: task %s:%d of %d workers, %d replicas",
                  cluster.task_type, cluster.task_index, cluster.num_workers,
                  strategy.num_replicas_in_sync)

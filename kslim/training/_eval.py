@@ -202,7 +202,7 @@ def evaluate(config: EvalConfig | None = None, stream=None, **flags: Any) -> lis
     model = models.create_model(spec.name, num_classes=num_classes,
                                 input_shape=(image_size, image_size, channels))
     dataset = data.input_pipeline(
-        split, config.batch_size, config.preprocessing_name or config.model_name,
+        split, config.batch_size, config.preprocessing_name or spec.preprocessing,
         image_size=image_size, is_training=False, labels_offset=config.labels_offset,
         num_parallel=config.num_preprocessing_threads, use_grayscale=config.use_grayscale)
     writer = tf.summary.create_file_writer(config.eval_dir)

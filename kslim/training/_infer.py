@@ -157,13 +157,16 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
     """
     import tensorflow as tf
 
+    from kslim import models
+
     model, size = load_model(model_name, weights, num_classes, image_size)
     channels = getattr(model, "_built_channels", None) or model.input_channels
     outputs = int(model.num_classes)
     if not outputs:
         raise ValueError(f"{model_name} was built without a classifier (num_classes=0)")
     names = resolve_labels(labels, outputs)
-    prepare = image_preprocessor(preprocessing_name or model_name, size, channels)
+    prepare = image_preprocessor(preprocessing_name or models.get_spec(model_name).preprocessing,
+                                 size, channels)
     prepare = tf.function(prepare, reduce_retracing=True)
     top_k = max(1, min(int(top_k), outputs))
     results = []
@@ -296,7 +299,7 @@ class ExportConfig:
 
 def export(config: ExportConfig | None = None, **flags: Any) -> str:
     """`kslim export`: writes the SavedModel; returns its folder."""
-    from kslim import data
+    from kslim import data, models
 
     if config is None:
         config = ExportConfig(**flags)
@@ -329,6 +332,7 @@ def export(config: ExportConfig | None = None, **flags: Any) -> str:
             len(data.DATASETS[config.dataset_name].default_labels) == model.num_classes:
         labels = config.dataset_name
     names = resolve_labels(labels, int(model.num_classes))
-    return export_saved_model(model, output, preprocessing_name=config.preprocessing_name
-                              or config.model_name, image_size=size, labels=names,
-                              top_k=config.top_k, batch_size=config.batch_size)
+    preprocessing = config.preprocessing_name or \
+        models.get_spec(config.model_name).preprocessing
+    return export_saved_model(model, output, preprocessing_name=preprocessing, image_size=size,
+                              labels=names, top_k=config.top_k, batch_size=config.batch_size)

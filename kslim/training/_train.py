@@ -307,7 +307,7 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
                            config.dataset_dir)
     spec = models.get_spec(config.model_name)
     image_size = config.train_image_size or spec.image_size
-    preprocessing = config.preprocessing_name or config.model_name
+    preprocessing = config.preprocessing_name or spec.preprocessing
     num_classes = split.num_classes - config.labels_offset
     channels = 1 if config.use_grayscale else split.spec.channels
     if config.seed is not None:
@@ -417,10 +417,17 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
                     tf.TensorSpec((None,), tf.int64))
     prepare_model_for_strategy(model, strategy, element_spec)
     with strategy.scope():
-        history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                            initial_epoch=min(step // steps_per_epoch, epochs - 1),
-                            callbacks=callbacks, shuffle=False,
-                            verbose=verbose if is_chief else 0)
+        while True:
+            history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                initial_epoch=min(step // steps_per_epoch, epochs - 1),
+                                callbacks=callbacks, shuffle=False,
+                                verbose=verbose if is_chief else 0)
+            step = cb.global_step(model)
+            # mixed_float16's loss scaling skips the update (and the step) on overflow:
+            # go on until the global step reaches max_number_of_steps.
+            if max_steps is None or step >= max_steps:
+                break
+            epochs = math.ceil(max_steps / steps_per_epoch) + 1
     if not multi_worker and replicas > 1:
         model._distribute_strategy = strategy  # model.evaluate/predict use it again
     final = cb.global_step(model)
