@@ -1,51 +1,21 @@
 """Helpers for the ResNet / AlexNet / OverFeat parity tests.
 
 `run_slim_fast` is `slim_harness.run_slim` (same recipe values, same real
-`tf.compat.v1.train.Saver` checkpoint) with two additions:
-- while tf_slim builds its graph, `executing_eagerly_outside_functions()` answers False
-  without walking the context stack (see `_graph_building`): 4x faster graphs for the
-  1000 variables of resnet_200;
+`tf.compat.v1.train.Saver` checkpoint) with one addition:
 - `extra_fetches`: graph tensors fetched by name with the outputs (`run.extras`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import ops
 
 from slim_harness import SlimRun, run_slim
 
 _EXTRA = "__extra__/"  # end-point key prefix carrying the extra fetches through run_slim
-
-
-@contextlib.contextmanager
-def _graph_building():
-    """Inside a plain `tf.Graph().as_default()` (no tf.function), TF's
-    `executing_eagerly_outside_functions()` is False; it is called through
-    `Variable.__hash__` for every existing variable each time tf_keras's legacy layers
-    (tf_slim's batch_norm/conv2d) add a weight, quadratic in the number of variables
-    and most of the graph-building time of a 200-layer net. This answers the same
-    False directly while the graph is built (the function is restored afterwards)."""
-    v1 = tf.compat.v1
-    original = (ops.executing_eagerly_outside_functions,
-                v1.executing_eagerly_outside_functions)
-    assert not original[0](), "only for building a TF1 graph"
-
-    def in_graph() -> bool:
-        return False
-
-    ops.executing_eagerly_outside_functions = in_graph
-    v1.executing_eagerly_outside_functions = in_graph
-    try:
-        yield
-    finally:
-        ops.executing_eagerly_outside_functions = original[0]
-        v1.executing_eagerly_outside_functions = original[1]
 
 
 @dataclasses.dataclass
@@ -65,8 +35,7 @@ def run_slim_fast(build: Callable, inputs: np.ndarray, *, checkpoint: str | None
     """
 
     def build_fast(images):
-        with _graph_building():
-            net, end_points = build(images)
+        net, end_points = build(images)
         end_points = dict(end_points)
         for key, name in (extra_fetches or {}).items():
             end_points[_EXTRA + key] = images.graph.get_tensor_by_name(name)

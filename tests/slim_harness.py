@@ -8,6 +8,7 @@ V2). Nothing here touches the eager (Keras) state of the test process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -17,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import ops
 
 
 def import_slim():
@@ -35,6 +37,31 @@ def import_slim():
     import tf_slim
 
     return tf_slim
+
+
+@contextlib.contextmanager
+def graph_building():
+    """Inside a plain `tf.Graph().as_default()` (no tf.function), TF's
+    `executing_eagerly_outside_functions()` is False; it is called through
+    `Variable.__hash__` for every existing variable each time tf_keras's legacy layers
+    (tf_slim's batch_norm/conv2d) add a weight, quadratic in the number of variables
+    and most of the graph-building time of a 200-layer net. This answers the same
+    False directly while the graph is built (the function is restored afterwards)."""
+    v1 = tf.compat.v1
+    original = (ops.executing_eagerly_outside_functions,
+                v1.executing_eagerly_outside_functions)
+    assert not original[0](), "only for building a TF1 graph"
+
+    def in_graph() -> bool:
+        return False
+
+    ops.executing_eagerly_outside_functions = in_graph
+    v1.executing_eagerly_outside_functions = in_graph
+    try:
+        yield
+    finally:
+        ops.executing_eagerly_outside_functions = original[0]
+        v1.executing_eagerly_outside_functions = original[1]
 
 
 def recipe_value(name: str, shape) -> np.ndarray:
@@ -96,7 +123,8 @@ def run_slim(build: Callable, inputs: np.ndarray, *, checkpoint: str | None = No
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.float32, inputs.shape, name="input")
-        net, end_points = build(images)
+        with graph_building():
+            net, end_points = build(images)
         model_vars = tf.compat.v1.global_variables()
         extra = [tf.compat.v1.Variable(value, name=name, trainable=False)
                  for name, value in (extra_variables or {}).items()]
@@ -137,7 +165,8 @@ def restore_into_slim(build: Callable, inputs: np.ndarray, checkpoint: str) -> n
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.float32, inputs.shape)
-        net, _ = build(images)
+        with graph_building():
+            net, _ = build(images)
         saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables())
         with tf.compat.v1.Session(graph=graph) as session:
             saver.restore(session, checkpoint)
