@@ -60,6 +60,27 @@ def throughput(step: Callable[[], object], batch: int, seconds: float = 3.0,
     return best
 
 
+def compare(steps: dict[str, Callable[[], object]], batch: int, seconds: float = 3.0,
+            rounds: int = 3, warmup: int = 2) -> dict[str, float]:
+    """Images per second of each `step()` (one batch each), best of `rounds` rounds of
+    about `seconds`, the implementations taking turns within every round."""
+    iters = {}
+    for impl, step in steps.items():
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        step()
+        iters[impl] = max(2, int(seconds / max(time.perf_counter() - start, 1e-4)))
+    best = dict.fromkeys(steps, 0.0)
+    for _ in range(rounds):
+        for impl, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(iters[impl]):
+                step()
+            best[impl] = max(best[impl], iters[impl] * batch / (time.perf_counter() - start))
+    return best
+
+
 def machine() -> dict:
     """CPU model, core count and library versions, for the results header."""
     import keras

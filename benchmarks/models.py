@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
+from typing import Callable
 
 import numpy as np
 
-from benchmarks._common import Row, import_slim, throughput
+from benchmarks._common import Row, compare, import_slim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _labels(batch: int, classes: int) -> np.ndarray:
 
 # -- kslim -------------------------------------------------------------------------------------
 
-def kslim_infer(name: str, net: Net, batch: int, seconds: float, xla: bool = False) -> float:
+def kslim_infer(name: str, net: Net, batch: int, xla: bool = False) -> Callable[[], object]:
     import tensorflow as tf
 
     import kslim
@@ -68,21 +69,21 @@ def kslim_infer(name: str, net: Net, batch: int, seconds: float, xla: bool = Fal
     model = kslim.models.create_model(name, num_classes=net.classes)
     x = tf.constant(_images(batch, net.size))
     forward = tf.function(lambda images: model(images, training=False), jit_compile=xla)
-    return throughput(lambda: forward(x).numpy(), batch, seconds)
+    return lambda: forward(x).numpy()
 
 
-def kslim_train(name: str, net: Net, batch: int, seconds: float, xla: bool = False) -> float:
+def kslim_train(name: str, net: Net, batch: int, xla: bool = False) -> Callable[[], object]:
     import keras
     import tensorflow as tf
 
     import kslim
 
     model = kslim.models.create_model(name, num_classes=net.classes)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+    model.compile(optimizer=kslim.training.create_optimizer("momentum", 0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=xla)
     x, y = tf.constant(_images(batch, net.size)), tf.constant(_labels(batch, net.classes))
-    return throughput(lambda: model.train_on_batch(x, y), batch, seconds)
+    return lambda: model.train_on_batch(x, y)
 
 
 def kslim_forward_flops(name: str, net: Net) -> float:
@@ -116,19 +117,19 @@ def _slim_net(net: Net, images, is_training: bool):
         return getattr(module, net.slim_fn)(images, num_classes=net.classes, **kwargs)
 
 
-def slim_infer(net: Net, batch: int, seconds: float) -> float:
+def slim_infer(net: Net, batch: int) -> Callable[[], object]:
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.Variable(_images(batch, net.size), trainable=False)
         logits, _ = _slim_net(net, images, is_training=False)
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            return throughput(lambda: session.run(logits), batch, seconds)
+        session = tf.compat.v1.Session(graph=graph)
+        session.run(tf.compat.v1.global_variables_initializer())
+    return lambda: session.run(logits)
 
 
-def slim_train(net: Net, batch: int, seconds: float) -> float:
+def slim_train(net: Net, batch: int) -> Callable[[], object]:
     import tensorflow as tf
 
     slim = import_slim()
@@ -137,20 +138,21 @@ def slim_train(net: Net, batch: int, seconds: float) -> float:
         images = tf.compat.v1.Variable(_images(batch, net.size), trainable=False)
         labels = tf.constant(_labels(batch, net.classes))
         logits, end_points = _slim_net(net, images, is_training=True)
+        logits = tf.reshape(logits, [batch, -1])  # tf_slim's resnets keep [N, 1, 1, C]
         loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
         if "AuxLogits" in end_points:  # train_image_classifier.py's aux loss
             aux = tf.reshape(end_points["AuxLogits"], [batch, -1])
             loss += 0.4 * tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, aux)
         optimizer = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9)
         train_op = slim.learning.create_train_op(loss, optimizer)
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            return throughput(lambda: session.run(train_op), batch, seconds)
+        session = tf.compat.v1.Session(graph=graph)
+        session.run(tf.compat.v1.global_variables_initializer())
+    return lambda: session.run(train_op)
 
 
 # -- keras.applications ------------------------------------------------------------------------
 
-def keras_infer(net: Net, batch: int, seconds: float) -> float:
+def keras_infer(net: Net, batch: int) -> Callable[[], object]:
     import keras
     import tensorflow as tf
 
@@ -159,10 +161,10 @@ def keras_infer(net: Net, batch: int, seconds: float) -> float:
         classifier_activation=None)
     x = tf.constant(_images(batch, net.size))
     forward = tf.function(lambda images: model(images, training=False))
-    return throughput(lambda: forward(x).numpy(), batch, seconds)
+    return lambda: forward(x).numpy()
 
 
-def keras_train(net: Net, batch: int, seconds: float) -> float:
+def keras_train(net: Net, batch: int) -> Callable[[], object]:
     import keras
     import tensorflow as tf
 
@@ -172,7 +174,7 @@ def keras_train(net: Net, batch: int, seconds: float) -> float:
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = tf.constant(_images(batch, net.size)), tf.constant(_labels(batch, net.classes))
-    return throughput(lambda: model.train_on_batch(x, y), batch, seconds)
+    return lambda: model.train_on_batch(x, y)
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -180,8 +182,15 @@ def keras_train(net: Net, batch: int, seconds: float) -> float:
 def run(nets: list[str], batches: tuple[int, ...] = (1, 8), train_batch: int = 8,
         seconds: float = 3.0, xla: bool = True, research_slim: str | None = None,
         log=print) -> list[Row]:
-    """Measures every (net, mode, batch, implementation); returns the rows."""
+    """Measures every (net, mode, batch) for each implementation; returns the rows.
+
+    The implementations of one (net, mode, batch) are built side by side and timed in
+    interleaved rounds (`compare`), so a machine that speeds up or slows down during
+    the run favours none of them.
+    """
     import gc
+
+    import keras
 
     if research_slim:
         sys.path.insert(0, research_slim)
@@ -191,37 +200,38 @@ def run(nets: list[str], batches: tuple[int, ...] = (1, 8), train_batch: int = 8
         has_slim = not net.research or research_slim is not None
         flops = kslim_forward_flops(name, net)
         log(f"{name}: {flops / 1e9:.2f} GFLOPs per image (forward)")
-
-        def add(mode, batch, impl, fn, note=""):
-            try:
-                rate = fn()
-            except Exception as e:  # a failing baseline is reported, not fatal
-                log(f"  {name} {mode} b{batch} {impl}: failed: {type(e).__name__}: {e}")
-                rows.append(Row(name, mode, batch, impl, float("nan"), None,
-                                f"failed: {type(e).__name__}"))
-                return
-            gflops = rate * flops * (3 if mode == "train" else 1) / 1e9
-            rows.append(Row(name, mode, batch, impl, rate, gflops, note))
-            log(f"  {name} {mode} b{batch} {impl}: {rate:.2f} img/s ({gflops:.1f} GFLOP/s)")
-            gc.collect()
-
-        for batch in batches:
-            add("infer", batch, "kslim", lambda: kslim_infer(name, net, batch, seconds))
+        cases = [("infer", batch) for batch in batches] + [("train", train_batch)]
+        for mode, batch in cases:
+            makers = {"kslim": lambda: (kslim_infer if mode == "infer" else kslim_train)(
+                name, net, batch)}
             if xla:
-                add("infer", batch, "kslim+xla",
-                    lambda: kslim_infer(name, net, batch, seconds, xla=True))
+                makers["kslim+xla"] = lambda: (kslim_infer if mode == "infer" else
+                                               kslim_train)(name, net, batch, xla=True)
             if has_slim:
-                add("infer", batch, "slim", lambda: slim_infer(net, batch, seconds))
+                makers["slim"] = lambda: (slim_infer if mode == "infer" else slim_train)(
+                    net, batch)
             if net.keras_app:
-                add("infer", batch, "keras.applications",
-                    lambda: keras_infer(net, batch, seconds))
-        add("train", train_batch, "kslim", lambda: kslim_train(name, net, train_batch, seconds))
-        if xla:
-            add("train", train_batch, "kslim+xla",
-                lambda: kslim_train(name, net, train_batch, seconds, xla=True))
-        if has_slim:
-            add("train", train_batch, "slim", lambda: slim_train(net, train_batch, seconds))
-        if net.keras_app:
-            add("train", train_batch, "keras.applications",
-                lambda: keras_train(net, train_batch, seconds))
+                makers["keras.applications"] = lambda: (
+                    keras_infer if mode == "infer" else keras_train)(net, batch)
+            steps, failed = {}, {}
+            for impl, make in makers.items():
+                try:
+                    steps[impl] = make()
+                except Exception as e:  # a failing baseline is reported, not fatal
+                    failed[impl] = f"failed: {type(e).__name__}: {e}"
+            rates = compare(steps, batch, seconds)
+            for impl in makers:
+                if impl in failed:
+                    log(f"  {name} {mode} b{batch} {impl}: {failed[impl]}")
+                    rows.append(Row(name, mode, batch, impl, float("nan"), None,
+                                    failed[impl].split(":")[0] + ": " +
+                                    failed[impl].split(":")[1].strip()))
+                    continue
+                gflops = rates[impl] * flops * (3 if mode == "train" else 1) / 1e9
+                rows.append(Row(name, mode, batch, impl, rates[impl], gflops))
+                log(f"  {name} {mode} b{batch} {impl}: {rates[impl]:.2f} img/s "
+                    f"({gflops:.1f} GFLOP/s)")
+            del steps
+            keras.backend.clear_session()
+            gc.collect()
     return rows

@@ -33,7 +33,16 @@ from typing import Any, Mapping
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
+
+
+def _fused_ok(variable, slot, gradient) -> bool:
+    """TF's fused apply kernels take plain resource variables and dense gradients;
+    under a tf.distribute strategy (mirrored variables) Keras's own update runs."""
+    return (keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
+            and isinstance(gradient, tf.Tensor) and hasattr(variable, "handle")
+            and hasattr(slot, "handle"))
 
 __all__ = ["Momentum", "OPTIMIZER_DEFAULTS", "OPTIMIZERS", "RMSProp", "create_optimizer",
            "non_slot_variables", "slot_variables", "unwrap"]
@@ -81,6 +90,13 @@ class Momentum(keras.optimizers.SGD):
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
         accum = self.momentums[self._get_variable_index(variable)]
+        if _fused_ok(variable, accum, gradient):
+            # TF1's own kernel (what MomentumOptimizer ran): one pass over the memory.
+            tf.raw_ops.ResourceApplyMomentum(
+                var=variable.handle, accum=accum.handle, lr=learning_rate, grad=gradient,
+                momentum=ops.cast(self.momentum, variable.dtype), use_locking=False,
+                use_nesterov=False)
+            return
         self.assign(accum, ops.add(ops.multiply(accum, ops.cast(self.momentum, variable.dtype)),
                                    gradient))
         self.assign_sub(variable, ops.multiply(accum, learning_rate))
