@@ -84,7 +84,9 @@ def main(argv=None) -> int:
                           research_slim=args.research_slim)
         write_csv(rows, os.path.splitext(args.output)[0] + ".csv")
         lines += ["## Throughput (images/s, best of 3 rounds)", "",
-                  "Inference is `model(x, training=False)` under `tf.function`; the training "
+                  "Inference is kslim's `model.forward_function()` (the call traced once as a "
+                  "concrete `tf.function`, as slim's graph is built once), keras.applications' "
+                  "`model(x, training=False)` under `tf.function`; the training "
                   "step is momentum SGD (`train_on_batch` for Keras models, "
                   "`create_train_op` + `Session.run` for slim). GFLOP/s counts the forward "
                   "FLOPs (x3 for a training step) from TensorFlow's profiler.", ""]

@@ -2,7 +2,8 @@
 
 For each net, in one process on one machine: images/s at inference (batch 1 and 8) and
 for a momentum-SGD training step (batch 8), for
-- kslim: the model's call under `tf.function` (and with XLA, `jit_compile=True`);
+- kslim: the model's compiled call, `model.forward_function()` (a concrete
+  `tf.function`; with XLA, `jit_compile=True`);
   training through `model.train_on_batch` (the step `model.fit` runs);
 - slim: the tf_slim net in a TF1 graph and session (`slim.learning.create_train_op`
   with `MomentumOptimizer` for training), the baseline users move from;
@@ -68,7 +69,7 @@ def kslim_infer(name: str, net: Net, batch: int, xla: bool = False) -> Callable[
 
     model = kslim.models.create_model(name, num_classes=net.classes)
     x = tf.constant(_images(batch, net.size))
-    forward = tf.function(lambda images: model(images, training=False), jit_compile=xla)
+    forward = model.forward_function(jit_compile=xla)
     return lambda: forward(x).numpy()
 
 

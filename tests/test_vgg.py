@@ -105,6 +105,20 @@ def test_vgg_config_round_trip():
     assert all(name.startswith("my_vgg/") for name in compat.slim_variables(clone))
 
 
+def test_forward_function_is_the_call_compiled_once():
+    model = kslim.models.create_model("vgg_a", num_classes=3, input_shape=(224, 224, 3))
+    forward = model.forward_function()
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_allclose(forward(tf.constant(x)).numpy(),
+                               model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    assert forward(tf.constant(x[:1])).shape == (1, 3)  # any batch size
+    with pytest.raises(ValueError, match=r"\(batch, 224, 224, 3\).*\(1, 256, 256, 3\)"):
+        forward(tf.zeros([1, 256, 256, 3]))
+    unbuilt = type(model)(num_classes=3)
+    with pytest.raises(ValueError, match="input_shape"):
+        unbuilt.forward_function()
+
+
 def test_vgg_weight_decay_is_slims_l2():
     model = kslim.models.create_model("vgg_a", num_classes=4, weight_decay=5e-4)
     weights = [v for name, v in compat.slim_variables(model).items()

@@ -124,6 +124,38 @@ class SlimModel(keras.Model):
         _, end_points = self._run(inputs, training)
         return dict(end_points)
 
+    def forward_function(self, input_shape=None, training: bool = False,
+                         jit_compile: bool = False):
+        """The net's call compiled once: `images -> outputs` for float32 batches of
+        `input_shape` (H, W, C; default: the shape the model was built for), any batch
+        size. Like the graph a slim user built once and ran with `Session.run`, it is
+        traced once into a concrete `tf.function` (`.concrete_function`, e.g. for
+        export) and calling it skips `tf.function`'s per-call signature matching;
+        images of another size are a ValueError, never a retrace."""
+        if input_shape is None:
+            input_shape = getattr(self, "_built_input_shape", None)
+            if input_shape is None:
+                raise ValueError(f"{self.slim_name} ({self.name}) was not built with "
+                                 f"build_for or create_model: pass input_shape=(H, W, C)")
+        input_shape = tuple(input_shape)
+        self.check_input_shape((None, *input_shape))
+        spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
+        concrete = tf.function(lambda images: self(images, training=training),
+                               jit_compile=jit_compile).get_concrete_function(spec)
+
+        def forward(images):
+            images = tf.convert_to_tensor(images, tf.float32)
+            if images.shape.rank != 4 or tuple(images.shape[1:]) != input_shape:
+                size = ", ".join(map(str, input_shape))
+                raise ValueError(f"{self.slim_name} ({self.name}): forward_function was "
+                                 f"compiled for images of shape (batch, {size}), got "
+                                 f"{tuple(images.shape)}; make another with "
+                                 f"forward_function(input_shape=...)")
+            return concrete(images)
+
+        forward.concrete_function = concrete
+        return forward
+
     def build_for(self, input_shape) -> "SlimModel":
         """Creates the weights for inputs of `input_shape` (H, W, C) without running
         the net (a symbolic call), and returns the model."""
@@ -141,6 +173,7 @@ class SlimModel(keras.Model):
         with deferred_initializers() as pending:
             self(keras.Input(shape=input_shape))
         self._built_channels = input_shape[-1]
+        self._built_input_shape = input_shape
         return pending
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -41,7 +41,7 @@ _PENDING: list | None = None
 
 @contextlib.contextmanager
 def deferred_initializers():
-    """Creates the weights of kslim layers as zeros and yields the list of
+    """Creates the weights of kslim layers unwritten and yields the list of
     `(variable, initializer)` pairs, for a caller about to overwrite them from a
     checkpoint: drawing VGG's 138M random initial values costs more than reading the
     checkpoint. The caller initializes whatever the checkpoint did not provide."""
@@ -51,6 +51,12 @@ def deferred_initializers():
         yield _PENDING
     finally:
         _PENDING = outer
+
+
+def _unset(shape, dtype=None):
+    """The deferred weights' placeholder value: memory allocated but not written (the
+    caller overwrites every deferred weight before the model is returned)."""
+    return tf.raw_ops.Empty(shape=shape, dtype=dtype or "float32", init=False)
 
 
 def l2_regularizer(weight_decay: float | None):
@@ -172,7 +178,7 @@ class _SlimLayer(keras.layers.Layer):
         """`add_weight`, honouring `deferred_initializers`."""
         deferred = _PENDING is not None
         variable = self.add_weight(name=name, shape=shape, regularizer=regularizer,
-                                   initializer="zeros" if deferred else initializer)
+                                   initializer=_unset if deferred else initializer)
         if deferred:
             _PENDING.append((variable, initializer))
         return variable
