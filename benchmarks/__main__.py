@@ -91,6 +91,12 @@ def main(argv=None) -> int:
                   "`create_train_op` + `Session.run` for slim). GFLOP/s counts the forward "
                   "FLOPs (x3 for a training step) from TensorFlow's profiler.", ""]
         lines += model_table(rows, peak["numpy_sgemm_gflops"]) + [""]
+        research = [n for n in nets if models.NETS[n].research]
+        if research:
+            lines += [f"The slim baselines of {', '.join(research)} (nets tf_slim does not ship) "
+                      + (f"ran research/slim's `nets/` from `{args.research_slim}`, imported "
+                         "with tf_slim." if args.research_slim else
+                         "were skipped: pass `--research_slim DIR`."), ""]
     if not args.skip_loading:
         result = loading.run()
         lines += ["## Checkpoint loading (vgg_16)", "",

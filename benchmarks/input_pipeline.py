@@ -89,6 +89,33 @@ def measure_kslim(folder: str, batch_size: int, image_size: int, batches: int, w
     return _rates(batches * batch_size, time.perf_counter() - start, time.process_time() - cpu)
 
 
+def measure_decode(folder: str, batch_size: int, batches: int, warmup: int) -> dict:
+    """The floor under any pipeline that decodes these JPEGs whole (slim's eval path, and
+    kslim's, which must match slim's pixels): read, parse and `tf.io.decode_jpeg` only,
+    parallel, with nothing after it."""
+    import glob
+
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(folder, "flowers_train_*.tfrecord")))
+    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+
+    def decode(record):
+        encoded = tf.io.parse_single_example(record, spec)["image/encoded"]
+        return tf.shape(tf.io.decode_jpeg(encoded, channels=3))
+
+    ds = (tf.data.TFRecordDataset(files).repeat()
+          .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    iterator = iter(ds)
+    for _ in range(warmup):
+        next(iterator)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    return _rates(batches * batch_size, time.perf_counter() - start, time.process_time() - cpu)
+
+
 def _rates(images: int, wall: float, cpu: float) -> dict:
     """Images per wall-clock second, and per CPU-second of the whole process (all threads):
     the second barely moves when other programs load the machine."""
@@ -99,6 +126,8 @@ def _worker(args) -> None:
     training = args.mode == "train"
     if args.worker == "kslim":
         rates = measure_kslim(args.records, args.batch_size, args.image_size, args.batches, args.warmup, training)
+    elif args.worker == "decode":
+        rates = measure_decode(args.records, args.batch_size, args.batches, args.warmup)
     else:
         from benchmarks.input_slim import measure
 
@@ -145,7 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--mode", choices=["train", "eval", "both"], default="both")
     parser.add_argument("--results", default=os.path.join(HERE, "RESULTS_input.md"))
-    parser.add_argument("--worker", choices=["kslim", "slim"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["kslim", "slim", "decode"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker(args)
@@ -164,14 +193,16 @@ def main(argv=None) -> int:
                     f"{got['images_per_cpu_s']:.1f} images per CPU-second",
                     flush=True,
                 )
-    text = report(args, argv, modes, rates)
+    decode = [_run_worker("decode", "eval", args) for _ in range(args.trials)]
+    print(f"decode only: {max(r['images_per_cpu_s'] for r in decode):.1f} images per CPU-second", flush=True)
+    text = report(args, argv, modes, rates, decode)
     with open(args.results, "w") as f:
         f.write(text)
     print(text)
     return 0
 
 
-def report(args, argv, modes, rates) -> str:
+def report(args, argv, modes, rates, decode) -> str:
     command = "python -m benchmarks.input_pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -212,6 +243,21 @@ def report(args, argv, modes, rates) -> str:
                 f"| {mode} | {label} | {best[kind, 'images_per_s']:.1f} | {trials} | "
                 f"{best[kind, 'images_per_cpu_s']:.1f} | {wall} | {cpu} |"
             )
+    floor = max(r["images_per_cpu_s"] for r in decode)
+    decode_trials = ", ".join(f"{r['images_per_s']:.0f}" for r in decode)
+    lines += [
+        f"| - | decode only (read + parse + `decode_jpeg`, whole images) | "
+        f"{max(r['images_per_s'] for r in decode):.1f} | {decode_trials} | {floor:.1f} | | |",
+        "",
+        "The decode-only row bounds what any pipeline that decodes these JPEGs whole can reach: "
+        + ", ".join(
+            f"{floor / max(r['images_per_cpu_s'] for r in rates['slim', mode]):.2f}x slim's "
+            f"{mode} pipeline per CPU-second"
+            for mode in modes
+        )
+        + ". kslim's eval path must decode whole images (its output equals slim's pixel for "
+        "pixel); its training path decodes only the crop window.",
+    ]
     lines += [
         "",
         "Where kslim's time goes, and slim's: both spend most of it decoding JPEGs and in the",
