@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import os
 import platform
-import sys
 import time
 from typing import Callable
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def import_slim():
-    """tf_slim on TF 2.21 (see tests/slim_harness.py): alias tf_keras' legacy layers and
-    control_flow_ops.case/cond, which moved."""
-    if "tf_keras.legacy_tf_layers" not in sys.modules:
-        legacy = importlib.import_module("tf_keras.src.legacy_tf_layers")
-        sys.modules["tf_keras.legacy_tf_layers"] = legacy
-        for sub in ("base", "core", "convolutional", "normalization", "pooling",
-                    "variable_scope_shim"):
-            try:
-                module = importlib.import_module(f"tf_keras.src.legacy_tf_layers.{sub}")
-            except ImportError:
-                continue
-            sys.modules[f"tf_keras.legacy_tf_layers.{sub}"] = module
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_ops
-
-    for name in ("case", "cond"):
-        if not hasattr(control_flow_ops, name):
-            setattr(control_flow_ops, name, getattr(tf.compat.v1, name))
-    import tf_slim
-
-    return tf_slim
 
 
 def throughput(step: Callable[[], object], batch: int, seconds: float = 3.0,

@@ -15,26 +15,9 @@ crop of 87.5%, TF1 bilinear resize, scale.
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 
-
-def import_tf_slim():
-    """tf_slim on TF 2.21: `tf_keras.legacy_tf_layers` moved to `tf_keras.src`, and
-    tf_slim's `tfexample_decoder` calls `control_flow_ops.case`/`cond`, now only in
-    `tf.compat.v1`."""
-    if "tf_keras.legacy_tf_layers" not in sys.modules:
-        sys.modules["tf_keras.legacy_tf_layers"] = importlib.import_module("tf_keras.src.legacy_tf_layers")
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_ops
-
-    for name in ("case", "cond"):
-        if not hasattr(control_flow_ops, name):
-            setattr(control_flow_ops, name, getattr(tf.compat.v1, name))
-    import tf_slim
-
-    return tf_slim
+from kslim.compat import import_tf_slim
 
 
 def _slim_inception_train(image, height: int, width: int):

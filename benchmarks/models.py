@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks._common import Row, compare, import_slim
+from benchmarks._common import Row, compare
+from kslim.compat import import_tf_slim as import_slim
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import os
-import sys
 import zlib
 from typing import Callable
 
@@ -20,23 +18,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops
 
+from kslim.compat import import_tf_slim
 
-def import_slim():
-    """Imports tf_slim on TF 2.21: its batch norm looks for `tf_keras.legacy_tf_layers`,
-    which now lives at `tf_keras.src.legacy_tf_layers`."""
-    if "tf_keras.legacy_tf_layers" not in sys.modules:
-        legacy = importlib.import_module("tf_keras.src.legacy_tf_layers")
-        sys.modules["tf_keras.legacy_tf_layers"] = legacy
-        for sub in ("base", "core", "convolutional", "normalization", "pooling",
-                    "variable_scope_shim"):
-            try:
-                module = importlib.import_module(f"tf_keras.src.legacy_tf_layers.{sub}")
-            except ImportError:
-                continue
-            sys.modules[f"tf_keras.legacy_tf_layers.{sub}"] = module
-    import tf_slim
 
-    return tf_slim
+# tf_slim on TF 2.21 (its moved tf_keras and control_flow_ops modules aliased).
+import_slim = import_tf_slim
 
 
 @contextlib.contextmanager

@@ -101,13 +101,21 @@ def conv2d_same_padding(kernel_size: int, rate: int = 1) -> list[list[int]]:
     return [[0, 0], [begin, total - begin], [begin, total - begin], [0, 0]]
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+def pair(value: int | Sequence[int]) -> tuple[int, int]:
+    """`(value, value)` for an int; a kernel size or stride pair as a tuple."""
     if isinstance(value, int):
         return (value, value)
     value = tuple(value)
     if len(value) != 2:
         raise ValueError(f"expected an int or a pair, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def out_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    """TF's output size of a conv or pool along one axis; 0 where VALID does not fit."""
+    if padding == "SAME":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1 if size >= kernel else 0
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -234,8 +242,8 @@ class Conv2d(_SlimLayer):
         super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
                          kernel_initializer, bias_initializer, **kwargs)
         self.num_outputs = int(num_outputs)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride)
         self.padding = padding.upper() if padding != "conv2d_same" else padding
         self.rate = int(rate)
 
@@ -299,9 +307,9 @@ class SeparableConv2d(_SlimLayer):
         super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
                          kernel_initializer, bias_initializer, **kwargs)
         self.num_outputs = None if num_outputs is None else int(num_outputs)
-        self.kernel_size = _pair(kernel_size)
+        self.kernel_size = pair(kernel_size)
         self.depth_multiplier = int(depth_multiplier)
-        self.stride = _pair(stride)
+        self.stride = pair(stride)
         self.padding = padding.upper()
         self.rate = int(rate)
         self.regularize_depthwise = regularize_depthwise

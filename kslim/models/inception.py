@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from kslim.models._base import SlimModel
-from kslim.models._layers import Conv2d, SeparableConv2d, Stack
+from kslim.models._layers import Conv2d, SeparableConv2d, Stack, out_size, pair
 from kslim.models._registry import register_model
 
 __all__ = ["InceptionV1", "InceptionV2", "InceptionV3", "inception_v1", "inception_v2",
@@ -236,19 +236,6 @@ def _truncated_normal(stddev: float) -> dict:
 
 # -- size arithmetic --------------------------------------------------------------
 
-def _out_size(size: int, kernel: int, stride: int, padding: str) -> int | None:
-    """TF's output size of a conv/pool along one axis; None if VALID does not fit."""
-    if padding == "SAME":
-        return -(-size // stride)
-    if size < kernel:
-        return None
-    return (size - kernel) // stride + 1
-
-
-def _kernel_hw(kernel) -> tuple[int, int]:
-    return (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-
-
 def _walk(rows, size: int) -> dict[str, int] | None:
     """`{end point: height}` of each row for an input of height `size` (None if a
     VALID op does not fit). Every branch of a block ends at the same size, so the
@@ -259,8 +246,8 @@ def _walk(rows, size: int) -> dict[str, int] | None:
         for step in steps:
             if isinstance(step, Fork):
                 continue  # stride-1 SAME convolutions
-            size = _out_size(size, _kernel_hw(step.kernel)[0], step.stride, step.padding)
-            if size is None:
+            size = out_size(size, pair(step.kernel)[0], step.stride, step.padding)
+            if size < 1:
                 return None
         sizes[row.name] = size
     return sizes
@@ -284,7 +271,7 @@ class PoolLayer(keras.layers.Layer):
         if kind not in ("max", "avg"):
             raise ValueError(f"pool kind must be 'max' or 'avg', got {kind!r}")
         self.kind = kind
-        self.kernel = _kernel_hw(kernel)
+        self.kernel = pair(kernel)
         self.stride = stride
         self.padding = padding.upper()
 
@@ -682,7 +669,8 @@ class InceptionV3(_Thinned):
                 continue
             walked = _walk(self.rows, size)
             mixed_6e = None if walked is None else walked["Mixed_6e"]
-            sizes.append(None if mixed_6e is None else _out_size(mixed_6e, 5, 3, "VALID"))
+            pooled = 0 if mixed_6e is None else out_size(mixed_6e, 5, 3, "VALID")
+            sizes.append(pooled or None)
         return tuple(sizes)
 
     def build(self, input_shape):
@@ -720,7 +708,8 @@ class InceptionV3(_Thinned):
             return None
         mixed_6e = end_points["Mixed_6e"]
         h, w = mixed_6e.shape[1], mixed_6e.shape[2]
-        pooled = tuple(None if s is None else _out_size(s, 5, 3, "VALID") for s in (h, w))
+        pooled = tuple(None if s is None else out_size(s, 5, 3, "VALID") or None
+                       for s in (h, w))
         if any(p is not None and p < k for p, k in zip(pooled, self._aux_kernel)):
             if not training:
                 return None  # the logits do not need it

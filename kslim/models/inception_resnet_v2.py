@@ -20,12 +20,13 @@ import keras
 import tensorflow as tf
 
 from kslim.models._base import SlimModel
-from kslim.models._layers import Conv2d, FullyConnected, Stack, activation, l2_regularizer
+from kslim.models._layers import (Conv2d, FullyConnected, Stack, activation, l2_regularizer,
+                                  out_size)
 from kslim.models._registry import register_model
 # The branch/block machinery is shared with Inception v4 (same slim conventions).
 from kslim.models.inception_v4 import (AuxHead, C, ConvSpec, FullConv, Mixed, P, PoolSpec,
                                        Tower, aux_runs, block_size, flatten, global_average,
-                                       out_size, pool, smallest_input)
+                                       pool, smallest_input)
 
 __all__ = ["InceptionResnetV2", "inception_resnet_v2", "residual_add"]
 

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from kslim.models._base import SlimModel
-from kslim.models._layers import Conv2d, FullyConnected, Stack
+from kslim.models._layers import Conv2d, FullyConnected, Stack, out_size, pair
 from kslim.models._registry import register_model
 
 __all__ = ["InceptionV4", "inception_v4"]
@@ -115,17 +115,6 @@ AUX_INPUT = "Mixed_6h"
 
 
 # -- shape arithmetic (for min_input_size) ----------------------------------------------
-
-def out_size(size: int, kernel: int, stride: int, padding: str) -> int:
-    """TF's output size of a conv/pool along one axis (0 when VALID does not fit)."""
-    if padding == "SAME":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1 if size >= kernel else 0
-
-
-def _pair(kernel) -> tuple[int, int]:
-    return (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-
 
 def _ops_size(size: int, ops: Sequence) -> int:
     for op in ops:
@@ -355,7 +344,7 @@ class InceptionV4(SlimModel):
     def _sizes(self, size: int) -> dict[str, int]:
         sizes = {}
         for spec in STEM:
-            size = out_size(size, max(_pair(spec.kernel)), spec.stride, spec.padding)
+            size = out_size(size, max(pair(spec.kernel)), spec.stride, spec.padding)
             sizes[spec.name] = size
         for scope, branches in BLOCKS:
             size = block_size(size, branches) if size >= 1 else 0

@@ -36,7 +36,7 @@ Where kslim differs from slim, on purpose:
 
 from __future__ import annotations
 
-import importlib
+from kslim._lazy import lazy_attributes
 
 __all__ = [
     # optimizers and schedules
@@ -81,14 +81,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    # Loaded on first use, so `kslim --help` (which imports the _cli module) skips TF.
-    if name in _HOMES:
-        value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
