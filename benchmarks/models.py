@@ -7,6 +7,9 @@ for a momentum-SGD training step (batch 8), for
   training through `model.train_on_batch` (the step `model.fit` runs);
 - slim: the tf_slim net in a TF1 graph and session (`slim.learning.create_train_op`
   with `MomentumOptimizer` for training), the baseline users move from;
+- slim (TF2 function), inference only: the same slim graph run by TF2's function
+  runtime (`tf.compat.v1.wrap_function`), which separates what the runtime costs from
+  what the graph costs;
 - keras.applications: the same architecture where Keras has it.
 The input is a device-resident random batch, so no input pipeline is measured here.
 Nets tf_slim does not ship (mobilenet_v1/v2, inception_resnet_v2) need research/slim's
@@ -131,6 +134,18 @@ def slim_infer(net: Net, batch: int) -> Callable[[], object]:
     return lambda: session.run(logits)
 
 
+def slim_infer_tf2(net: Net, batch: int) -> Callable[[], object]:
+    """slim's inference graph run by TF2's function runtime instead of a TF1 Session
+    (`tf.compat.v1.wrap_function`): the runtime kslim's models run in. Set against the
+    Session row, it shows what the runtime alone costs; against kslim, the graphs alone."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([batch, net.size, net.size, 3], tf.float32)
+    forward = tf.compat.v1.wrap_function(lambda images: _slim_net(net, images, False)[0], [spec])
+    x = tf.constant(_images(batch, net.size))
+    return lambda: forward(x).numpy()
+
+
 def slim_train(net: Net, batch: int) -> Callable[[], object]:
     import tensorflow as tf
 
@@ -212,6 +227,8 @@ def run(nets: list[str], batches: tuple[int, ...] = (1, 8), train_batch: int = 8
             if has_slim:
                 makers["slim"] = lambda: (slim_infer if mode == "infer" else slim_train)(
                     net, batch)
+                if mode == "infer":
+                    makers["slim (TF2 function)"] = lambda: slim_infer_tf2(net, batch)
             if net.keras_app:
                 makers["keras.applications"] = lambda: (
                     keras_infer if mode == "infer" else keras_train)(net, batch)
