@@ -16,7 +16,7 @@ _COMMAND_MODULES = (
     "kslim.compat._cli",  # inspect, convert
     "kslim.data._cli",  # data convert, data show
     "kslim.training._cli",  # train, eval, predict, export, demo
-    "kslim.models._zoo_cli",  # zoo list|fetch|import
+    "kslim._zoo_cli",  # zoo list|fetch|import (outside kslim.models, whose import loads every net)
 )
 
 

@@ -93,3 +93,22 @@ def test_python_dash_m_kslim():
                             text=True, timeout=120)
     assert result.returncode == 0
     assert "inspect" in result.stdout and "convert" in result.stdout
+
+
+def test_help_and_flag_errors_do_not_import_tensorflow():
+    # The parser of every command, its help and its flag errors need no TensorFlow
+    # (importing it takes seconds); only running a command loads it.
+    code = (
+        "import sys, contextlib, io\n"
+        "from kslim.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "for argv in (['--help'], ['zoo', '--help'], ['train', '--help'], ['inspect', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        parser.parse_args(argv)\n"
+        "import kslim.compat, kslim.data, kslim.training\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -7,24 +7,28 @@
     compat.resolve_checkpoint(train_dir, checkpoint_path)
     compat.save_slim_checkpoint(model, "train_dir/model.ckpt", global_step=100)
     slim = compat.import_tf_slim()          # the original tf_slim, on TF 2.16+
+
+Attributes load on first use, so importing this package (as `kslim --help` does) does not
+import TensorFlow.
 """
 
-from kslim.compat._checkpoint import (CheckpointError, checkpoint_prefix, list_checkpoint,
-                                      resolve_checkpoint)
-from kslim.compat._restore import RestoreReport, is_auxiliary, restore, slim_variables
-from kslim.compat._save import save_slim_checkpoint, write_checkpoint
-from kslim.compat._tf_slim import import_tf_slim
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError",
-    "RestoreReport",
-    "checkpoint_prefix",
-    "import_tf_slim",
-    "is_auxiliary",
-    "list_checkpoint",
-    "resolve_checkpoint",
-    "restore",
-    "save_slim_checkpoint",
-    "slim_variables",
-    "write_checkpoint",
-]
+from kslim._lazy import lazy_attributes
+
+_HOMES = {
+    "CheckpointError": "_checkpoint",
+    "checkpoint_prefix": "_checkpoint",
+    "list_checkpoint": "_checkpoint",
+    "resolve_checkpoint": "_checkpoint",
+    "RestoreReport": "_restore",
+    "is_auxiliary": "_restore",
+    "restore": "_restore",
+    "slim_variables": "_restore",
+    "save_slim_checkpoint": "_save",
+    "write_checkpoint": "_save",
+    "import_tf_slim": "_tf_slim",
+}
+__all__ = sorted(_HOMES)
+
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
