@@ -79,13 +79,33 @@ def measure_kslim(folder: str, batch_size: int, image_size: int, batches: int, w
 
     split = kslim.data.get_split("flowers", "train", folder)
     ds = kslim.data.input_pipeline(split, batch_size, "inception", image_size=image_size, is_training=training)
-    iterator = iter(ds.repeat())
+    return _time(ds.repeat(), batch_size, batches, warmup)
+
+
+def _jpeg_records(folder: str):
+    """The records, in file order, forever (for the decode and floor rows)."""
+    import glob
+
+    import tensorflow as tf
+
+    return tf.data.TFRecordDataset(sorted(glob.glob(os.path.join(folder, "flowers_train_*.tfrecord")))).repeat()
+
+
+def _jpeg_bytes(record):
+    """A record's `image/encoded` bytes (parsed inside each row's parallel map)."""
+    import tensorflow as tf
+
+    return tf.io.parse_single_example(record, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+
+
+def _time(ds, batch_size: int, batches: int, warmup: int) -> dict:
+    """`_rates` of `batches` batches of `ds` after `warmup` untimed ones."""
+    iterator = iter(ds)
     for _ in range(warmup):
         next(iterator)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
-        images, labels = next(iterator)
-    images[0, 0, 0, 0].numpy()
+        next(iterator)
     return _rates(batches * batch_size, time.perf_counter() - start, time.process_time() - cpu)
 
 
@@ -93,27 +113,15 @@ def measure_decode(folder: str, batch_size: int, batches: int, warmup: int) -> d
     """The floor under any pipeline that decodes these JPEGs whole (slim's eval path, and
     kslim's, which must match slim's pixels): read, parse and `tf.io.decode_jpeg` only,
     parallel, with nothing after it."""
-    import glob
-
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(folder, "flowers_train_*.tfrecord")))
-    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
-
     def decode(record):
-        encoded = tf.io.parse_single_example(record, spec)["image/encoded"]
-        return tf.shape(tf.io.decode_jpeg(encoded, channels=3))
+        return tf.shape(tf.io.decode_jpeg(_jpeg_bytes(record), channels=3))
 
-    ds = (tf.data.TFRecordDataset(files).repeat()
+    ds = (_jpeg_records(folder)
           .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
           .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    iterator = iter(ds)
-    for _ in range(warmup):
-        next(iterator)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(batches):
-        next(iterator)
-    return _rates(batches * batch_size, time.perf_counter() - start, time.process_time() - cpu)
+    return _time(ds, batch_size, batches, warmup)
 
 
 def measure_floor(folder: str, batch_size: int, image_size: int, batches: int, warmup: int, training: bool) -> dict:
@@ -121,32 +129,21 @@ def measure_floor(folder: str, batch_size: int, image_size: int, batches: int, w
     the crop-window decode and the XLA colour function; eval: whole decode, then slim's
     exact crop, float conversion, TF1 bilinear resize and scaling), batched, with none of
     the pipeline around them (no label, checks, interleave or shuffle)."""
-    import glob
-
     import tensorflow as tf
 
     from kslim.preprocess import inception
 
-    files = sorted(glob.glob(os.path.join(folder, "flowers_train_*.tfrecord")))
-    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
-
     def work(record, seed):
-        encoded = tf.io.parse_single_example(record, spec)["image/encoded"]
+        encoded = _jpeg_bytes(record)
         if training:
             return inception.preprocess_jpeg_for_train(encoded, image_size, image_size, seed=seed)
         return inception.preprocess_for_eval(tf.io.decode_jpeg(encoded, channels=3), image_size, image_size)
 
     seeds = tf.data.Dataset.random(seed=0).batch(2, drop_remainder=True)
-    ds = (tf.data.Dataset.zip(tf.data.TFRecordDataset(files).repeat(), seeds)
+    ds = (tf.data.Dataset.zip(_jpeg_records(folder), seeds)
           .map(work, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
           .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    iterator = iter(ds)
-    for _ in range(warmup):
-        next(iterator)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(batches):
-        next(iterator)
-    return _rates(batches * batch_size, time.perf_counter() - start, time.process_time() - cpu)
+    return _time(ds, batch_size, batches, warmup)
 
 
 def _rates(images: int, wall: float, cpu: float) -> dict:

@@ -237,14 +237,13 @@ def run(nets: list[str], batches: tuple[int, ...] = (1, 8), train_batch: int = 8
                 try:
                     steps[impl] = make()
                 except Exception as e:  # a failing baseline is reported, not fatal
-                    failed[impl] = f"failed: {type(e).__name__}: {e}"
+                    failed[impl] = e
             rates = compare(steps, batch, seconds)
             for impl in makers:
                 if impl in failed:
-                    log(f"  {name} {mode} b{batch} {impl}: {failed[impl]}")
-                    rows.append(Row(name, mode, batch, impl, float("nan"), None,
-                                    failed[impl].split(":")[0] + ": " +
-                                    failed[impl].split(":")[1].strip()))
+                    note = f"failed: {type(failed[impl]).__name__}"
+                    log(f"  {name} {mode} b{batch} {impl}: {note}: {failed[impl]}")
+                    rows.append(Row(name, mode, batch, impl, float("nan"), None, note))
                     continue
                 gflops = rates[impl] * flops * (3 if mode == "train" else 1) / 1e9
                 rows.append(Row(name, mode, batch, impl, rates[impl], gflops))

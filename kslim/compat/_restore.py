@@ -16,7 +16,6 @@ import os
 import re
 from typing import Callable, Iterable, Mapping
 
-
 from kslim.compat._checkpoint import CheckpointError, open_checkpoint, read_tensor
 
 __all__ = ["RestoreReport", "restore", "slim_variables", "is_auxiliary"]

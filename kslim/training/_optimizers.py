@@ -37,13 +37,6 @@ import tensorflow as tf
 from keras import ops
 
 
-def _fused_ok(variable, slot, gradient) -> bool:
-    """TF's fused apply kernels take plain resource variables and dense gradients;
-    under a tf.distribute strategy (mirrored variables) Keras's own update runs."""
-    return (keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
-            and isinstance(gradient, tf.Tensor) and hasattr(variable, "handle")
-            and hasattr(slot, "handle"))
-
 __all__ = ["Momentum", "OPTIMIZER_DEFAULTS", "OPTIMIZERS", "RMSProp", "create_optimizer",
            "non_slot_variables", "slot_variables", "unwrap"]
 
@@ -64,6 +57,14 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "rmsprop_momentum": 0.9,
     "rmsprop_decay": 0.9,
 }
+
+
+def _fused_ok(variable, slot, gradient) -> bool:
+    """TF's fused apply kernels take plain resource variables and dense gradients;
+    under a tf.distribute strategy (mirrored variables) Keras's own update runs."""
+    return (keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
+            and isinstance(gradient, tf.Tensor) and hasattr(variable, "handle")
+            and hasattr(slot, "handle"))
 
 
 @keras.saving.register_keras_serializable(package="kslim")
