@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import math
 import os
 import sys
@@ -48,6 +49,21 @@ def model_table(rows, peak: float) -> list[str]:
     return lines
 
 
+def _command_line(argv) -> str:
+    """The command as run, with the machine's research/slim folder written as DIR: the
+    results name where the copy came from (a tensorflow/models checkout), not a path."""
+    words, hide = [], False
+    for word in argv:
+        if hide:
+            words.append("DIR")
+        elif word.startswith("--research_slim="):
+            word = "--research_slim=DIR"
+        if not hide:
+            words.append(word)
+        hide = word == "--research_slim"
+    return " ".join(words)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--nets", default=",".join(models.NETS),
@@ -62,14 +78,26 @@ def main(argv=None) -> int:
     parser.add_argument("--skip_models", action="store_true")
     parser.add_argument("--skip_loading", action="store_true")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--deploy", action="store_true",
+                        help="run the deployment benchmark instead (benchmarks/deploy.py: "
+                             "slim Session vs forward_function vs .tflite; RESULTS_deploy.md)")
+    parser.add_argument("--ssd", action="store_true",
+                        help="run the SSD benchmark instead (benchmarks/ssd.py: ssd_300_vgg "
+                             "vs SSD-Tensorflow's graph, needs --ssd_tensorflow DIR; "
+                             "RESULTS_ssd.md)")
+    given = sys.argv[1:] if argv is None else list(argv)
+    for flag, name in (("--deploy", "deploy"), ("--ssd", "ssd")):
+        if flag in given:  # every other flag is that module's (its --seconds, ...)
+            module = importlib.import_module(f"benchmarks.{name}")
+            return module.main([a for a in given if a != flag])
+    args = parser.parse_args(given)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     facts = machine()
     peak = matmul_peak()
     print(f"machine: {facts}; matmul peak {peak}")
     lines = [f"# kslim benchmark results ({datetime.date.today().isoformat()})", "",
-             f"Command: `python -m benchmarks {' '.join(argv or sys.argv[1:])}`", "",
+             f"Command: `python -m benchmarks {_command_line(argv or sys.argv[1:])}`", "",
              f"Machine: {facts['cpu']}, {facts['cores']} cores; GPUs: {facts['gpus']}; "
              f"TensorFlow {facts['tensorflow']}, Keras {facts['keras']}, "
              f"Python {facts['python']}.",
@@ -98,8 +126,8 @@ def main(argv=None) -> int:
         research = [n for n in nets if models.NETS[n].research]
         if research:
             lines += [f"The slim baselines of {', '.join(research)} (nets tf_slim does not ship) "
-                      + (f"ran research/slim's `nets/` from `{args.research_slim}`, imported "
-                         "with tf_slim." if args.research_slim else
+                      + ("ran research/slim's `nets/` from a checkout of tensorflow/models "
+                         "(`--research_slim DIR`), imported with tf_slim." if args.research_slim else
                          "were skipped: pass `--research_slim DIR`."), ""]
     if not args.skip_loading:
         result = loading.run()

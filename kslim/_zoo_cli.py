@@ -102,7 +102,13 @@ def run_fetch(args) -> int:
 def run_import(args) -> int:
     from kslim.models import zoo
 
+    entry = zoo.archive_entry(args.archive, args.tag)
+    kept = None if args.force else zoo.cached_checkpoint(entry, args.sha256)
     prefix = zoo.import_archive(args.archive, tag=args.tag, sha256=args.sha256,
                                 force=args.force)
-    print(f"installed {args.archive} -> {prefix}")
+    if kept:  # import_archive read the file and found it is the installed one
+        print(f"{entry.tag} is already installed from this archive ({args.archive}) -> "
+              f"{prefix}")
+    else:
+        print(f"installed {args.archive} -> {prefix}")
     return 0

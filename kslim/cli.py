@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: one clear line
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError,
+            KeyError) as e:  # user errors: one clear line
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"kslim {args.command}: error: {message}", file=sys.stderr)
         return 1

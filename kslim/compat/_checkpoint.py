@@ -7,14 +7,15 @@ name the file and say what to do, and implements slim's "which checkpoint" order
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 
 import tensorflow as tf
 
-__all__ = ["CheckpointError", "checkpoint_prefix", "list_checkpoint", "open_checkpoint",
-           "resolve_checkpoint"]
+__all__ = ["CheckpointError", "check_readable", "checkpoint_prefix", "checkpoints_in_folder",
+           "list_checkpoint", "open_checkpoint", "resolve_checkpoint"]
 
 
 class CheckpointError(ValueError):
@@ -22,6 +23,35 @@ class CheckpointError(ValueError):
 
 
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+# kslim's savers hold this file's exclusive flock while they publish (compat._save);
+# kslim's readers hold a shared one while they read, so a reader never sees a data file
+# replaced under the index it opened.
+LOCK_NAME = ".kslim-checkpoint.lock"
+
+
+@contextlib.contextmanager
+def reading_lock(prefix: str):
+    """A shared flock on the checkpoint folder's lock file, when it has one (folders
+    kslim never saved into, or read-only ones, are read without it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    try:
+        fd = os.open(os.path.join(os.path.dirname(os.path.abspath(prefix)), LOCK_NAME),
+                     os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            pass  # a file system without flock
+        yield
+    finally:
+        os.close(fd)
 
 
 def _is_v2_prefix(path: str) -> bool:
@@ -56,6 +86,61 @@ def _newest_in_folder(folder: str) -> str | None:
         return os.path.getmtime(path)
 
     return max(candidates, key=mtime)
+
+
+def checkpoints_in_folder(folder: str | os.PathLike) -> list[str]:
+    """Every checkpoint in `folder`, newest first: those its `checkpoint` state file
+    lists (newest last there), then any other by modification time."""
+    folder = os.fspath(folder)
+    listed = []
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except (tf.errors.OpError, ValueError):
+        state = None
+    for path in reversed(list(state.all_model_checkpoint_paths) if state else []):
+        path = path if os.path.isabs(path) else os.path.join(folder, path)
+        if _is_checkpoint(path) and path not in listed:
+            listed.append(path)
+    others = [p[: -len(".index")] for p in glob.glob(os.path.join(glob.escape(folder), "*.index"))]
+    others += [p for p in glob.glob(os.path.join(glob.escape(folder), "*.ckpt"))
+               if os.path.isfile(p) and not _is_v2_prefix(p)]
+    others = [p for p in others if _is_checkpoint(p) and p not in listed]
+
+    def mtime(prefix):
+        return os.path.getmtime(prefix + ".index" if _is_v2_prefix(prefix) else prefix)
+
+    return listed + sorted(others, key=mtime, reverse=True)
+
+
+def check_readable(path: str | os.PathLike) -> str:
+    """Reads every tensor of a checkpoint once (TensorFlow's `RestoreV2`, CRCs checked);
+    returns its prefix.
+
+    Raises:
+        CheckpointError: naming the checkpoint (and the variable) that cannot be read.
+    """
+    prefix = checkpoint_prefix(path)
+    with reading_lock(prefix):
+        _check_readable(prefix)
+    return prefix
+
+
+def _check_readable(prefix: str) -> None:
+    prefix, reader = open_checkpoint(prefix)
+    dtypes = reader.get_variable_to_dtype_map()
+    names = sorted(dtypes)
+    if not names:
+        return
+    try:
+        with tf.device("/cpu:0"):
+            tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=names,
+                                 shape_and_slices=[""] * len(names),
+                                 dtypes=[dtypes[n] for n in names])
+    except (tf.errors.OpError, ValueError) as e:
+        for name in names:
+            read_tensor(reader, prefix, name)  # raises naming the variable
+        raise CheckpointError(f"cannot read checkpoint {prefix!r}: "
+                              f"{str(e).strip().splitlines()[0]}") from None
 
 
 def checkpoint_prefix(path: str | os.PathLike) -> str:

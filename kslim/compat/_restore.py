@@ -16,7 +16,8 @@ import os
 import re
 from typing import Callable, Iterable, Mapping
 
-from kslim.compat._checkpoint import CheckpointError, open_checkpoint, read_tensor
+from kslim.compat._checkpoint import (CheckpointError, checkpoint_prefix, open_checkpoint,
+                                     read_tensor, reading_lock)
 
 __all__ = ["RestoreReport", "restore", "slim_variables", "is_auxiliary"]
 
@@ -93,6 +94,8 @@ def _renamer(rename) -> Callable[[str], str]:
             old = old.rstrip("/")
             if name == old or name.startswith(old + "/") or not old:
                 rest = name[len(old):].lstrip("/") if old else name
+                if not rest:  # an exact variable name: the checkpoint tensor's name
+                    return new.rstrip("/")
                 return f"{new.rstrip('/')}/{rest}" if new else rest
         return name
 
@@ -156,7 +159,7 @@ def _plan_error(prefix: str, problems: list[str], hint: str) -> CheckpointError:
 def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=None,
             use_moving_average: bool = False, label_offset: int | None = None,
             strict: bool = False, ignore_missing: bool = False,
-            dry_run: bool = False) -> RestoreReport:
+            dry_run: bool = False, allow_shared: bool = False) -> RestoreReport:
     """Restores a kslim model's weights from a slim checkpoint, all or nothing.
 
     Args:
@@ -166,7 +169,9 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
         exclude: scopes or globs to leave untouched (slim's checkpoint_exclude_scopes);
             a comma-separated string is accepted.
         rename: `{model_prefix: checkpoint_prefix}` (e.g. `{"ssd_vgg_512": "vgg_16"}`)
-            or a callable `name_in_checkpoint(slim_name) -> str`.
+            or a callable `name_in_checkpoint(slim_name) -> str`. A key is a scope or
+            an exact variable name (`{"LeNet/fc4/biases": "Head/bias"}`); the longest
+            matching key wins.
         use_moving_average: read `<name>/ExponentialMovingAverage` where present.
         label_offset: drop the first `label_offset` classes of the checkpoint's
             classifier (1 takes a 1001-class checkpoint into a 1000-class model).
@@ -177,6 +182,9 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
             unless `strict`.
         dry_run: plan and check only; read and assign nothing (`report.loaded` lists
             what would load).
+        allow_shared: let several model variables load the same checkpoint tensor.
+            By default that is an error naming them, since a `rename` that maps two
+            variables onto one tensor is almost always a mistake.
 
     Returns:
         A `RestoreReport`; `str(report)` is a readable summary.
@@ -184,9 +192,18 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
     Raises:
         CheckpointError: unreadable checkpoint, variables missing (unless
             `ignore_missing`), a shape mismatch outside the classifier head (inside it
-            with `strict`), a dtype mismatch, or nothing to restore at all. No weight
-            changes when it raises.
+            with `strict`), a dtype mismatch (naming the variables and both dtypes),
+            several variables mapped to one tensor (unless `allow_shared`), or nothing
+            to restore at all. No weight changes when it raises.
     """
+    # A shared lock: a concurrent kslim save cannot swap the files while they are read.
+    with reading_lock(checkpoint_prefix(path)):
+        return _restore(model, path, include, exclude, rename, use_moving_average,
+                        label_offset, strict, ignore_missing, dry_run, allow_shared)
+
+
+def _restore(model, path, include, exclude, rename, use_moving_average, label_offset,
+             strict, ignore_missing, dry_run, allow_shared) -> RestoreReport:
     prefix, reader = open_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
@@ -202,6 +219,7 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
     plan: list[tuple[str, object, str, tuple]] = []  # (slim name, variable, ckpt name, slice)
     problems: list[str] = []
     matched: set[str] = set()  # checkpoint names some model variable asked for
+    dtype_clashes: list[tuple[str, object, str]] = []
     for name, variable in slim_variables(model).items():
         if (include and not _scope_match(name, include)) or _scope_match(name, exclude):
             report.excluded.append(name)
@@ -217,6 +235,7 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
         have = tuple(shapes[source])
         dtype = dtypes[source].name
         if dtype != variable.dtype:
+            dtype_clashes.append((name, variable, source))
             report.mismatched.append(name)
             problems.append(f"{name}: checkpoint {source!r} is {dtype}, the model's "
                             f"variable is {variable.dtype}")
@@ -243,25 +262,42 @@ def restore(model, path: str | os.PathLike, include=None, exclude=None, rename=N
     used |= {s[: -len(EMA_SUFFIX)] for s in used if s.endswith(EMA_SUFFIX)}
     report.unused = sorted(n for n in shapes if n not in used and not is_auxiliary(n))
 
-    if not plan and (report.missing or report.mismatched):
+    if not matched and report.missing:
         sample_model = ", ".join((report.missing or report.mismatched)[:3])
         sample_ckpt = ", ".join(sorted(n for n in shapes if not is_auxiliary(n))[:3])
         raise CheckpointError(
             f"no variable of model {model.name!r} was found in checkpoint {prefix}: the "
             f"model has e.g. {sample_model}; the checkpoint has e.g. {sample_ckpt}. Pass "
             "rename={model_prefix: checkpoint_prefix} (or a callable) to map the names.")
+    shared: dict[str, list[str]] = {}
+    for name, source in report.sources.items():
+        shared.setdefault(source, []).append(name)
+    if not allow_shared:
+        problems += [f"{' and '.join(names)}: all map to checkpoint tensor {source!r} "
+                     "(check rename=; pass allow_shared=True if that is meant)"
+                     for source, names in shared.items() if len(names) > 1]
     if report.missing and not ignore_missing:
         problems += [f"{n}: not in the checkpoint (looked for {to_checkpoint(n)!r})"
                      for n in report.missing if strict or not _scope_match(n, optional)]
     if strict and report.unused:
         problems += [f"{n}: in the checkpoint but not in the model" for n in report.unused]
     if problems:
+        casts = sorted({f"{dtypes[source].name} -> {variable.dtype}"
+                        for _, variable, source in dtype_clashes})
+        if casts:
+            problems.insert(0, (
+                f"{len(dtype_clashes)} variable(s) have another dtype in the checkpoint "
+                f"({', '.join(casts)}): write the tensors in the model's dtype (read them "
+                "with tf.train.load_checkpoint, cast, save with kslim.compat.write_checkpoint)"))
         raise _plan_error(prefix, problems,
                           "Exclude what should stay as initialized (exclude=[scopes]), map "
                           "names with rename=, pass ignore_missing=True to skip variables the "
                           "checkpoint lacks, or label_offset=1 for a 1001-class checkpoint "
                           "into a 1000-class model.")
 
+    if not plan and (report.missing or report.mismatched):
+        raise CheckpointError(f"nothing of model {model.name!r} would be restored from "
+                              f"checkpoint {prefix}:\n{report}")
     if dry_run:
         report.loaded = [name for name, *_ in plan]
         return report

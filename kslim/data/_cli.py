@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-_DATASETS = ("mnist", "cifar10", "flowers", "imagenet", "image_folder", "digits")
+_DATASETS = ("mnist", "cifar10", "flowers", "imagenet", "image_folder", "digits", "pascalvoc_2007", "pascalvoc_2012", "shapes")
 
 
 def register(subparsers) -> None:
@@ -27,8 +27,9 @@ def register(subparsers) -> None:
             "Write a dataset in slim's TFRecord layout. Sources: mnist: the idx files (gz or "
             "not) or mnist.npz; cifar10: cifar-10-python.tar.gz or cifar-10-batches-py/; "
             "flowers and image_folder: a folder of class sub-folders or its .tgz; imagenet: "
-            "a folder with train/ and validation/ of <synset>/ folders; digits: none "
-            "(embedded)."
+            "a folder with train/ and validation/ of <synset>/ folders; digits, shapes: none "
+            "(embedded); pascalvoc_2007/2012: VOCdevkit/VOC2007 (Annotations, JPEGImages, "
+            "ImageSets/Main), written as SSD-Tensorflow's TFRecords with the difficult flags."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -48,6 +49,17 @@ def register(subparsers) -> None:
     convert.add_argument("--labels_file", help="imagenet: synsets, one per line")
     convert.add_argument("--metadata_file", help="imagenet: synset<TAB>text lines")
     convert.add_argument("--bounding_box_file", help="imagenet: file,xmin,ymin,xmax,ymax lines")
+    convert.add_argument(
+        "--split_name", action="append", help="pascalvoc: split to write (repeatable; default: every split found)"
+    )
+    convert.add_argument(
+        "--image_set",
+        help="pascalvoc: ImageSets/Main list for the split(s) (default 2007 train=trainval, test=test; "
+        "2012 train=trainval), or 'all' for every annotation file as SSD-Tensorflow",
+    )
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset already in --dataset_dir (default: refuse)"
+    )
     convert.set_defaults(func=run_convert)
 
     show = commands.add_parser(
@@ -67,7 +79,7 @@ def register(subparsers) -> None:
 
 
 def _converter_options(args) -> dict:
-    options = {}
+    options = {"overwrite": getattr(args, "overwrite", False) or None}
     if args.dataset_name in ("mnist", "cifar10", "flowers"):
         options["download"] = args.download or None
     elif args.download:
@@ -79,6 +91,14 @@ def _converter_options(args) -> dict:
         options.update(validation_size=size, num_shards=args.num_shards, seed=args.seed)
     if args.dataset_name == "image_folder":
         options.update(name=args.name, num_threads=args.num_threads)
+    if args.dataset_name.startswith("pascalvoc_"):
+        splits = args.split_name or (["train"] if args.image_set else None)
+        options.update(
+            split_names=splits,
+            image_sets={s: args.image_set for s in splits} if args.image_set else None,
+        )
+    elif args.split_name or args.image_set:
+        raise ValueError("--split_name and --image_set are for pascalvoc_2007 and pascalvoc_2012")
     if args.dataset_name == "imagenet":
         options.update(
             labels_file=args.labels_file,
@@ -98,13 +118,34 @@ def run_convert(args) -> int:
     dataset_dir = convert(args.dataset_name, args.dataset_dir, args.source, **_converter_options(args))
     name = args.name if args.dataset_name == "image_folder" and args.name else args.dataset_name
     spec = get_spec(name, dataset_dir)
+    report = _conversion_report(dataset_dir) if spec.detection else {}
     for split_name, _ in spec.splits:
         split = get_split(name, split_name, dataset_dir)
         print(
             f"{name} {split_name}: {split.num_samples} examples in {len(split.files)} file(s), "
             f"{split.num_classes} classes -> {split.file_pattern}"
         )
+        if split_name in report:
+            r = report[split_name]
+            print(
+                f"  from ImageSets/Main/{r['image_set']}: {r['objects']} objects, {r['difficult']} difficult, "
+                f"{r['images_without_objects']} images without objects"
+            )
     return 0
+
+
+def _conversion_report(dataset_dir: str) -> dict:
+    """The per-split counts `convert_pascalvoc` keeps in `kslim_dataset.json`."""
+    import json
+    import os
+
+    from kslim.data._specs import INFO_FILENAME
+
+    try:
+        with open(os.path.join(dataset_dir, INFO_FILENAME)) as f:
+            return dict(json.load(f).get("conversion", {}))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def run_show(args) -> int:

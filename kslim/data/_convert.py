@@ -4,8 +4,11 @@ Mirrors research/slim `datasets/download_and_convert_{mnist,cifar10,flowers}.py`
 `datasets/build_imagenet_data.py`: the same file names, shard counts, feature keys,
 `labels.txt`, split rules and shuffle seeds. Differences, all deliberate:
 
-* Every file is written under a temporary name and renamed when complete, so an
-  interrupted conversion never leaves a file that looks finished.
+* A dataset is built in a hidden staging folder inside `dataset_dir` and published
+  (renamed into place) only once every split is written; the old dataset's files that
+  the new one does not replace are then removed. A conversion that fails leaves the
+  folder exactly as it was. A folder that already holds the dataset is refused unless
+  `overwrite=True` (`--overwrite`), as slim's converters refuse to redo a dataset.
 * Sources are read where they are (idx files gzipped or not, `mnist.npz`, the CIFAR-10
   archive or its folder, an image folder or its `.tgz`); downloading is optional
   (`download=True`, through `keras.utils.get_file`).
@@ -18,7 +21,9 @@ Mirrors research/slim `datasets/download_and_convert_{mnist,cifar10,flowers}.py`
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import glob
 import gzip
 import json
 import math
@@ -29,6 +34,7 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -136,6 +142,62 @@ def write_image_arrays(path: str, images: np.ndarray, labels: np.ndarray) -> int
     return len(images)
 
 
+_STAGING = ".kslim-staging-"
+_STALE_STAGING_SECONDS = 24 * 3600
+
+
+def _dataset_files(dataset_dir: str, file_pattern: str) -> list[str]:
+    """The files of a dataset of `file_pattern` in `dataset_dir` (every split), plus its
+    `labels.txt` and `kslim_dataset.json`."""
+    records = glob.glob(os.path.join(glob.escape(dataset_dir), file_pattern.replace("%s", "*")))
+    extras = [os.path.join(dataset_dir, n) for n in (_specs.INFO_FILENAME, _records.LABELS_FILENAME)]
+    return sorted(p for p in records if os.path.isfile(p)) + [p for p in extras if os.path.isfile(p)]
+
+
+@contextlib.contextmanager
+def _staged(dataset_dir: str, name: str, file_pattern: str, overwrite: bool):
+    """Yields a staging folder to build the dataset in; publishes it into `dataset_dir`
+    when the block succeeds, and removes it (leaving `dataset_dir` untouched) when not.
+
+    Raises:
+        FileExistsError: `dataset_dir` already holds the dataset and not `overwrite`.
+    """
+    old_records = [p for p in _dataset_files(dataset_dir, file_pattern)
+                   if os.path.basename(p) not in (_specs.INFO_FILENAME, _records.LABELS_FILENAME)]
+    old_info = os.path.isfile(os.path.join(dataset_dir, _specs.INFO_FILENAME))
+    if (old_records or old_info) and not overwrite:
+        shown = ", ".join(os.path.basename(p) for p in old_records[:4]) or _specs.INFO_FILENAME
+        more = f" and {len(old_records) - 4} more" if len(old_records) > 4 else ""
+        raise FileExistsError(
+            f"{dataset_dir} already holds a dataset ({shown}{more}); nothing was changed. Pass "
+            f"--overwrite (overwrite=True) to replace the {name} files there, or choose another "
+            "--dataset_dir."
+        )
+    os.makedirs(dataset_dir, exist_ok=True)
+    now = time.time()
+    for stale in glob.glob(os.path.join(glob.escape(dataset_dir), _STAGING + "*")):
+        if now - os.path.getmtime(stale) > _STALE_STAGING_SECONDS:  # a killed conversion's
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = tempfile.mkdtemp(prefix=_STAGING, dir=dataset_dir)
+    try:
+        yield staging
+        new = sorted(n for n in os.listdir(staging)
+                     if os.path.isfile(os.path.join(staging, n)) and not n.startswith("."))
+        # Records first, then the stale old shards go, the label and info files last.
+        last = (_records.LABELS_FILENAME, _specs.INFO_FILENAME)
+        for n in sorted(new, key=lambda n: (n in last, last.index(n) if n in last else 0, n)):
+            if n in last:
+                for stale in old_records:
+                    if os.path.basename(stale) not in new and os.path.exists(stale):
+                        os.remove(stale)
+            os.replace(os.path.join(staging, n), os.path.join(dataset_dir, n))
+        for stale in old_records:
+            if os.path.basename(stale) not in new and os.path.exists(stale):
+                os.remove(stale)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _finish(dataset_dir: str, spec: _specs.DatasetSpec, sizes: dict, labels_to_names: dict, **changes) -> str:
     """Writes `labels.txt` and `kslim_dataset.json` (the spec with the sizes written)."""
     spec = dataclasses.replace(spec, splits=tuple(sizes.items()), **changes)
@@ -203,7 +265,9 @@ def _load_mnist(source: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return arrays
 
 
-def convert_mnist(dataset_dir: str, source: str | None = None, download: bool = False, origin: str | None = None) -> str:
+def convert_mnist(
+    dataset_dir: str, source: str | None = None, download: bool = False, origin: str | None = None, overwrite: bool = False
+) -> str:
     """Writes slim's MNIST layout: `mnist_{train,test}.tfrecord` and `labels.txt`.
 
     Args:
@@ -212,6 +276,7 @@ def convert_mnist(dataset_dir: str, source: str | None = None, download: bool = 
             Default: `dataset_dir` itself (where slim's script downloads them).
         download: fetch `mnist.npz` first (`keras.utils.get_file`, cached in $KSLIM_HOME).
         origin: download URL override.
+        overwrite: replace a dataset already in `dataset_dir` (default: refuse).
 
     Returns:
         `dataset_dir`.
@@ -219,12 +284,13 @@ def convert_mnist(dataset_dir: str, source: str | None = None, download: bool = 
     if download:
         source = _download("mnist", origin)
     arrays = _load_mnist(source or dataset_dir)
-    tf.io.gfile.makedirs(dataset_dir)
     spec = _specs.DATASETS["mnist"]
-    sizes = {}
-    for split, (images, labels) in arrays.items():
-        sizes[split] = write_image_arrays(os.path.join(dataset_dir, spec.pattern_for(split)), images, labels)
-    return _finish(dataset_dir, spec, sizes, dict(enumerate(spec.default_labels)))
+    with _staged(dataset_dir, "mnist", spec.file_pattern, overwrite) as out:
+        sizes = {}
+        for split, (images, labels) in arrays.items():
+            sizes[split] = write_image_arrays(os.path.join(out, spec.pattern_for(split)), images, labels)
+        _finish(out, spec, sizes, dict(enumerate(spec.default_labels)))
+    return dataset_dir
 
 
 # -- CIFAR-10 -------------------------------------------------------------------------------
@@ -290,7 +356,9 @@ def _load_cifar10(source: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return arrays
 
 
-def convert_cifar10(dataset_dir: str, source: str | None = None, download: bool = False, origin: str | None = None) -> str:
+def convert_cifar10(
+    dataset_dir: str, source: str | None = None, download: bool = False, origin: str | None = None, overwrite: bool = False
+) -> str:
     """Writes slim's CIFAR-10 layout: `cifar10_{train,test}.tfrecord` and `labels.txt`.
 
     Args:
@@ -299,6 +367,7 @@ def convert_cifar10(dataset_dir: str, source: str | None = None, download: bool 
             `cifar-10-batches-py` folder. Default: `dataset_dir`.
         download: fetch the archive first.
         origin: download URL override.
+        overwrite: replace a dataset already in `dataset_dir` (default: refuse).
 
     Returns:
         `dataset_dir`.
@@ -306,12 +375,13 @@ def convert_cifar10(dataset_dir: str, source: str | None = None, download: bool 
     if download:
         source = _download("cifar10", origin)
     arrays = _load_cifar10(source or dataset_dir)
-    tf.io.gfile.makedirs(dataset_dir)
     spec = _specs.DATASETS["cifar10"]
-    sizes = {}
-    for split, (images, labels) in arrays.items():
-        sizes[split] = write_image_arrays(os.path.join(dataset_dir, spec.pattern_for(split)), images, labels)
-    return _finish(dataset_dir, spec, sizes, dict(enumerate(spec.default_labels)))
+    with _staged(dataset_dir, "cifar10", spec.file_pattern, overwrite) as out:
+        sizes = {}
+        for split, (images, labels) in arrays.items():
+            sizes[split] = write_image_arrays(os.path.join(out, spec.pattern_for(split)), images, labels)
+        _finish(out, spec, sizes, dict(enumerate(spec.default_labels)))
+    return dataset_dir
 
 
 # -- image folders (flowers and custom sets) ------------------------------------------------
@@ -417,6 +487,7 @@ def convert_image_folder(
     num_shards: int = 5,
     seed: int = 0,
     num_threads: int = 8,
+    overwrite: bool = False,
 ) -> str:
     """Writes a folder of class sub-folders in slim's flowers layout.
 
@@ -434,14 +505,20 @@ def convert_image_folder(
         num_shards: files per split.
         seed: seed of slim's `random.shuffle` before the split.
         num_threads: threads reading and checking images.
+        overwrite: replace a dataset already in `dataset_dir` (default: refuse).
 
     Returns:
         `dataset_dir`.
 
     Raises:
         ValueError: no class folders with images, a bad validation size, or an image that
-            does not decode (named).
+            does not decode (named); `dataset_dir` is then left as it was.
+        FileExistsError: `dataset_dir` holds the dataset and not `overwrite`.
     """
+    file_pattern = f"{name}_%s_*.tfrecord"
+    if not overwrite:  # refuse before reading (or extracting) the source
+        with _staged(dataset_dir, name, file_pattern, overwrite):
+            pass
     images = _ImageSource(source, scratch=dataset_dir)
     try:
         files = list(images.files)
@@ -459,27 +536,28 @@ def convert_image_folder(
             height, width, _ = _image_shape(data, images.where(path), channels=3)
             return image_to_tfexample(data, _image_format(data), height, width, class_ids[class_name])
 
-        tf.io.gfile.makedirs(dataset_dir)
         pattern = f"{name}_%s_%05d-of-%05d.tfrecord"
-        for split, items in splits.items():
-            paths = [
-                (os.path.join(dataset_dir, pattern % (split, i, num_shards)), r)
-                for i, r in enumerate(_shard_ranges(len(items), num_shards))
-            ]
-            _write_shards(paths, items, make_example, num_threads)
+        base = _specs.DATASETS.get(name, _specs.DATASETS["image_folder"])
+        with _staged(dataset_dir, name, file_pattern, overwrite) as out:
+            for split, items in splits.items():
+                paths = [
+                    (os.path.join(out, pattern % (split, i, num_shards)), r)
+                    for i, r in enumerate(_shard_ranges(len(items), num_shards))
+                ]
+                _write_shards(paths, items, make_example, num_threads)
+            _finish(
+                out,
+                base,
+                {split: len(items) for split, items in splits.items()},
+                dict(enumerate(images.class_names)),
+                name=name,
+                file_pattern=file_pattern,
+                num_classes=len(images.class_names),
+                default_labels=None,
+            )
     finally:
         images.close()
-    base = _specs.DATASETS.get(name, _specs.DATASETS["image_folder"])
-    return _finish(
-        dataset_dir,
-        base,
-        {split: len(items) for split, items in splits.items()},
-        dict(enumerate(images.class_names)),
-        name=name,
-        file_pattern=f"{name}_%s_*.tfrecord",
-        num_classes=len(images.class_names),
-        default_labels=None,
-    )
+    return dataset_dir
 
 
 def convert_flowers(
@@ -490,6 +568,7 @@ def convert_flowers(
     seed: int = 0,
     download: bool = False,
     origin: str | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Writes slim's flowers layout: `flowers_{split}_%05d-of-00005.tfrecord`, `labels.txt`.
 
@@ -502,11 +581,13 @@ def convert_flowers(
         seed: slim's `_RANDOM_SEED`, 0.
         download: fetch `flower_photos.tgz` first.
         origin: download URL override.
+        overwrite: replace a dataset already in `dataset_dir` (default: refuse).
     """
     if download:
         source = _download("flowers", origin)
     source = source or os.path.join(dataset_dir, "flower_photos")
-    return convert_image_folder(source, dataset_dir, "flowers", validation_size, num_shards, seed)
+    return convert_image_folder(source, dataset_dir, "flowers", validation_size, num_shards, seed,
+                                overwrite=overwrite)
 
 
 # -- ImageNet -------------------------------------------------------------------------------
@@ -538,6 +619,7 @@ def convert_imagenet(
     validation_shards: int = 128,
     num_threads: int = 8,
     seed: int = 12345,
+    overwrite: bool = False,
 ) -> str:
     """Writes `build_imagenet_data.py`'s layout: `train-%05d-of-01024`, `validation-...`.
 
@@ -555,6 +637,7 @@ def convert_imagenet(
         validation_shards: files for the validation split.
         num_threads: slim's thread count, which also sets how records fall into shards.
         seed: seed of slim's shuffle (12345).
+        overwrite: replace a dataset already in `dataset_dir` (default: refuse).
 
     Returns:
         `dataset_dir`.
@@ -612,7 +695,17 @@ def convert_imagenet(
             },
         )
 
-    tf.io.gfile.makedirs(dataset_dir)
+    spec = _specs.DATASETS["imagenet"]
+    with _staged(dataset_dir, "imagenet", spec.file_pattern, overwrite) as out:
+        sizes = _write_imagenet_splits(out, split_dirs, synsets, make_example, train_shards,
+                                       validation_shards, num_threads, seed)
+        labels_to_names = {0: "background", **{i: humans.get(s, s) for i, s in enumerate(synsets, 1)}}
+        _finish(out, spec, sizes, labels_to_names, num_classes=len(synsets) + 1)
+    return dataset_dir
+
+
+def _write_imagenet_splits(dataset_dir, split_dirs, synsets, make_example, train_shards, validation_shards,
+                           num_threads, seed) -> dict:
     sizes = {}
     for split, folder in split_dirs.items():
         items = []
@@ -631,17 +724,36 @@ def convert_imagenet(
         ]
         _write_shards(paths, items, make_example, num_threads)
         sizes[split] = len(items)
-    labels_to_names = {0: "background", **{i: humans.get(s, s) for i, s in enumerate(synsets, 1)}}
-    return _finish(dataset_dir, _specs.DATASETS["imagenet"], sizes, labels_to_names, num_classes=len(synsets) + 1)
+    return sizes
 
 
 # -- dispatch -------------------------------------------------------------------------------
 
 
-def _convert_digits(dataset_dir: str, **_) -> str:
+def _convert_digits(dataset_dir: str, overwrite: bool = False, **_) -> str:
     from kslim.data._digits import write_digits
 
-    return write_digits(dataset_dir)
+    with _staged(dataset_dir, "digits", _specs.DATASETS["digits"].file_pattern, overwrite) as out:
+        write_digits(out)
+    return dataset_dir
+
+
+def _convert_shapes(dataset_dir: str, overwrite: bool = False, **_) -> str:
+    from kslim.data._shapes import write_shapes
+
+    with _staged(dataset_dir, "shapes", _specs.DATASETS["shapes"].file_pattern, overwrite) as out:
+        write_shapes(out)
+    return dataset_dir
+
+
+def _convert_pascalvoc(name: str):
+    def convert_voc(source: str, dataset_dir: str, **options) -> str:
+        from kslim.data._voc import convert_pascalvoc
+
+        return convert_pascalvoc(source, dataset_dir, name, **options)
+
+    convert_voc.__name__ = f"convert_{name}"
+    return convert_voc
 
 
 CONVERTERS = {
@@ -651,6 +763,9 @@ CONVERTERS = {
     "imagenet": convert_imagenet,
     "image_folder": convert_image_folder,
     "digits": _convert_digits,
+    "pascalvoc_2007": _convert_pascalvoc("pascalvoc_2007"),
+    "pascalvoc_2012": _convert_pascalvoc("pascalvoc_2012"),
+    "shapes": _convert_shapes,
 }
 
 
@@ -658,12 +773,14 @@ def convert(dataset_name: str, dataset_dir: str, source: str | None = None, **op
     """Converts `source` into slim's layout for `dataset_name` (`kslim data convert`).
 
     Args:
-        dataset_name: mnist, cifar10, flowers, imagenet, image_folder, digits.
+        dataset_name: mnist, cifar10, flowers, imagenet, image_folder, digits,
+            pascalvoc_2007, pascalvoc_2012 (from a VOCdevkit folder), shapes.
         dataset_dir: output folder.
         source: the raw data (see each `convert_*` function); required for imagenet and
             image_folder.
         **options: passed to the converter (`validation_size`, `num_shards`, `seed`,
-            `download`, `name`, `train_shards`, ...); None values are dropped.
+            `download`, `name`, `train_shards`, `overwrite`, ...); None values are
+            dropped.
 
     Returns:
         `dataset_dir`.
@@ -675,6 +792,10 @@ def convert(dataset_name: str, dataset_dir: str, source: str | None = None, **op
         if not source:
             raise ValueError(f"--source is required for {dataset_name}: the folder of class sub-folders")
         return CONVERTERS[dataset_name](source, dataset_dir, **options)
-    if dataset_name == "digits":
-        return _convert_digits(dataset_dir)
+    if dataset_name.startswith("pascalvoc_"):
+        if not source:
+            raise ValueError(f"--source is required for {dataset_name}: the VOCdevkit/VOC20xx folder")
+        return CONVERTERS[dataset_name](source, dataset_dir, **options)
+    if dataset_name in ("digits", "shapes"):
+        return CONVERTERS[dataset_name](dataset_dir, overwrite=options.get("overwrite", False))
     return CONVERTERS[dataset_name](dataset_dir, source=source, **options)

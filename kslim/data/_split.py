@@ -28,10 +28,14 @@ from kslim.data._specs import DatasetSpec
 
 __all__ = ["Split", "get_split", "SkippedRecord"]
 
-SkippedRecord = collections.namedtuple("SkippedRecord", ["file", "record", "reason"])
+# `offset`: the record's byte offset in the file, where known.
+SkippedRecord = collections.namedtuple("SkippedRecord", ["file", "record", "reason", "offset"], defaults=(None,))
 
 # Check the framing of every file before reading when the split is at most this big.
 _AUTO_CHECK_BYTES = 2 << 30
+# ... and read every record once to check its CRC (on_error="raise") when at most this
+# big: about 250 MiB/s on one core, so at most a few seconds before reading starts.
+_AUTO_CRC_BYTES = 512 << 20
 
 # Leading bytes of the image formats tf.io.decode_image reads; "?" matches any byte.
 _MAGIC = (
@@ -103,8 +107,12 @@ class Split:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def check_files(self, on_error: str = "raise") -> None:
+    def check_files(self, on_error: str = "raise", crc: bool = True) -> None:
         """Walks every file's record headers; a truncated file is an error (or skipped).
+        With `on_error="raise"` and `crc` every record's CRC is checked too (TensorFlow
+        reads the files once), so a corrupt record is named with its file and byte offset
+        before reading starts; with "skip" the reader itself skips and lists corrupt
+        records.
 
         Raises:
             ValueError: naming the file and where it breaks, when `on_error="raise"`.
@@ -112,9 +120,11 @@ class Split:
         for path in self.files:
             count, problem = _records.scan_tfrecord(path)
             if problem is None:
+                if on_error == "raise" and crc:
+                    _records.count_records(path)  # CRCs: a corrupt record named, with its offset
                 continue
             if on_error == "skip":
-                self._note_skipped(path, count, f"truncated TFRecord file: {problem}")
+                self._note_skipped(path, count, f"truncated or corrupt TFRecord file: {problem}")
                 continue
             raise ValueError(
                 f"TFRecord file {path} is truncated or corrupt: {problem}. The {count} records "
@@ -152,10 +162,11 @@ class Split:
             total += index
         return total
 
-    def _note_skipped(self, path, record, reason) -> None:
-        entry = SkippedRecord(str(path), int(record), str(reason))
+    def _note_skipped(self, path, record, reason, offset=None) -> None:
+        entry = SkippedRecord(str(path), int(record), str(reason), offset)
         with self._skip_lock:
-            if entry not in self.skipped:  # once per record, however many epochs
+            # once per record, however many epochs (and whichever check found it)
+            if all((s.file, s.record) != entry[:2] for s in self.skipped):
                 self.skipped.append(entry)
 
     # -- reading --------------------------------------------------------------------------
@@ -163,6 +174,22 @@ class Split:
     @staticmethod
     def _read_file(path: tf.Tensor) -> tf.data.Dataset:
         records = tf.data.TFRecordDataset(path).enumerate()
+        return records.map(lambda index, record: (path, index, record))
+
+    def _read_file_skipping(self, path: tf.Tensor) -> tf.data.Dataset:
+        """`_read_file` that reads on past a corrupt record (`_records.walk_records`),
+        listing it in `skipped`; TensorFlow's reader stops at the first one."""
+
+        def walk(name: bytes):
+            name = name.decode("utf-8")
+            for index, offset, record, problem in _records.walk_records(name):
+                if problem is None:
+                    yield index, record
+                else:
+                    self._note_skipped(name, index, f"record at byte {offset}: {problem}", offset)
+
+        signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string))
+        records = tf.data.Dataset.from_generator(walk, args=(path,), output_signature=signature)
         return records.map(lambda index, record: (path, index, record))
 
     def records(
@@ -188,8 +215,12 @@ class Split:
                 (1: file order).
             deterministic: passed to `interleave`.
             on_error: "raise" or "skip" (see `dataset`).
-            check_files: walk the record headers of every file first; "auto" does it when
-                the split's files total at most 2 GiB.
+            check_files: walk the record headers of every file first (with
+                on_error="raise", also read every record once to check its CRC, so a
+                corrupt record is named with its file and offset); "auto" walks the headers
+                when the split's files total at most 2 GiB, and checks the CRCs when at
+                most 512 MiB (beyond, `kslim train`/`eval` name a corrupt record's file
+                and offset when TensorFlow's reader fails).
 
         Returns:
             A `tf.data.Dataset` of `(string, int64, string)` scalars.
@@ -197,9 +228,12 @@ class Split:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if check_files == "auto":
-            check_files = sum(tf.io.gfile.stat(f).length for f in self.files) <= _AUTO_CHECK_BYTES
+            total = sum(tf.io.gfile.stat(f).length for f in self.files)
+            check_files, crc = total <= _AUTO_CHECK_BYTES, total <= _AUTO_CRC_BYTES
+        else:
+            crc = True
         if check_files:
-            self.check_files(on_error)
+            self.check_files(on_error, crc=crc)
         files = tf.data.Dataset.from_tensor_slices(list(self.files))
         shard_records = None
         if input_context is not None and input_context.num_input_pipelines > 1:
@@ -210,11 +244,14 @@ class Split:
                 shard_records = shards
         if shuffle_files:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+        read = self._read_file
+        if on_error == "skip":
+            read = tf.autograph.experimental.do_not_convert(self._read_file_skipping)
         if cycle_length == 1:
-            records = files.flat_map(self._read_file)
+            records = files.flat_map(read)
         else:
             records = files.interleave(
-                self._read_file,
+                read,
                 cycle_length=min(cycle_length, len(self.files)),
                 block_length=1,
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -420,8 +457,11 @@ class Split:
             on_error: "raise": a record with no decodable image or no label stops
                 iteration with an error naming its file and number, and a truncated file
                 is reported before reading (for splits up to 2 GiB, `check_files`).
-                "skip": such records, and the cut-off tail of a truncated file, are dropped
-                and listed once each in `self.skipped` (`SkippedRecord(file, record, reason)`);
+                "skip": such records, records whose CRC fails (the file is read on past
+                them; after a corrupt length field the rest of the file cannot be framed and
+                is listed as skipped), and the cut-off tail of a truncated file, are dropped
+                and listed once each in `self.skipped`
+                (`SkippedRecord(file, record, reason, offset)`);
                 records the decoder rejects after a valid header are dropped too and
                 logged by tf.data.
             as_dict: yield dicts with `image`, `label`, `format`, `height`, `width`, `file`,
@@ -465,13 +505,14 @@ def get_split(
         name: a built-in dataset (`mnist`, `cifar10`, `flowers`, `imagenet`, `digits`,
             `image_folder`) or one that `kslim data convert` wrote into `dataset_dir`.
         split_name: e.g. "train", "test", "validation".
-        dataset_dir: the folder holding the records. Optional for `digits` only: the
-            embedded data is converted once into `$KSLIM_HOME/datasets/digits`.
+        dataset_dir: the folder holding the records. Optional for `digits` and `shapes`
+            only: the embedded data is written once into `$KSLIM_HOME/datasets/<name>`.
         file_pattern: overrides the dataset's file pattern (`%s` = split name), relative
             to `dataset_dir`, as slim's `file_pattern` argument.
 
     Returns:
-        A `Split`.
+        A `Split` (a `kslim.data._voc.DetectionSplit` for the detection sets
+        `pascalvoc_2007`, `pascalvoc_2012`, `shapes`).
 
     Raises:
         ValueError: unknown dataset or split, or no `dataset_dir` for a dataset that
@@ -479,14 +520,19 @@ def get_split(
         FileNotFoundError: the folder does not exist, or no file matches the split.
     """
     if dataset_dir is None:
-        if name != "digits":
+        if name not in ("digits", "shapes"):
             raise ValueError(
                 f"dataset_dir is required for dataset {name!r}: the folder holding its TFRecord "
                 f"files ({_CONVERT_HINT.format(name=name, dir='DIR')})"
             )
-        from kslim.data._digits import ensure_digits
+        if name == "shapes":
+            from kslim.data._shapes import ensure_shapes
 
-        dataset_dir = ensure_digits()
+            dataset_dir = ensure_shapes()
+        else:
+            from kslim.data._digits import ensure_digits
+
+            dataset_dir = ensure_digits()
     dataset_dir = os.fspath(dataset_dir)
     if not tf.io.gfile.isdir(dataset_dir):
         raise FileNotFoundError(
@@ -519,7 +565,11 @@ def get_split(
         labels_to_names = dict(enumerate(spec.default_labels))
     else:
         labels_to_names = None
-    return Split(
+    if spec.detection:
+        from kslim.data._voc import DetectionSplit as split_class
+    else:
+        split_class = Split
+    return split_class(
         spec=spec,
         split_name=split_name,
         dataset_dir=dataset_dir,

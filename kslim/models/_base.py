@@ -101,10 +101,39 @@ class SlimModel(keras.Model):
             if size is not None and size < need:
                 raise ValueError(f"{self.slim_name} ({self.name}) needs images of at least "
                                  f"{need}x{need}, got {axis} {size} in shape {shape}")
+        empty = [size for size in shape[1:] if size is not None and size <= 0]
+        if empty:  # height and width are named above; this is the channels
+            raise ValueError(f"{self.slim_name} ({self.name}): input shape {shape[1:]} has a "
+                             f"dimension of {empty[0]}; give (height, width, channels) with "
+                             "every size positive, e.g. (224, 224, 3)")
+
+    def _as_float(self, inputs):
+        """Integer (uint8 images) and bool inputs cast to the compute dtype, as Keras
+        already does for float64."""
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if "int" in dtype or dtype == "bool":
+            inputs = keras.ops.cast(inputs, self.compute_dtype)
+        return inputs
 
     def _run(self, inputs, training):
         self.check_input_shape(inputs.shape)
-        net, end_points = self.forward(inputs, training=training)
+        inputs = self._as_float(inputs)
+        built = getattr(self, "_built_input_shape", None)
+        given = tuple(inputs.shape[1:])
+        if built is None or len(given) != len(built) or all(
+                g is None or g == b for g, b in zip(given, built)):
+            net, end_points = self.forward(inputs, training=training)
+        else:
+            try:
+                net, end_points = self.forward(inputs, training=training)
+            except (ValueError, tf.errors.InvalidArgumentError) as e:
+                if isinstance(e, ValueError) and self.slim_name in str(e):
+                    raise  # the net's own message (spatial_squeeze, aux head) says more
+                raise ValueError(
+                    f"{self.slim_name} ({self.name}) was built for inputs of shape "
+                    f"(batch, {', '.join(map(str, built))}), got {tuple(inputs.shape)}: its "
+                    "weights do not fit that image size. Resize the images, or create the "
+                    f"model with input_shape={given}") from None
         if not self.num_classes and self.pooling and len(net.shape) == 4:
             reduce = tf.reduce_mean if self.pooling == "avg" else tf.reduce_max
             net = reduce(net, axis=[1, 2])
@@ -144,8 +173,11 @@ class SlimModel(keras.Model):
                                jit_compile=jit_compile).get_concrete_function(spec)
 
         def forward(images):
-            images = tf.convert_to_tensor(images, tf.float32)
-            if images.shape.rank != 4 or tuple(images.shape[1:]) != input_shape:
+            images = tf.convert_to_tensor(images)
+            if images.dtype != tf.float32:  # uint8 or float64 images, as model(x) takes them
+                images = tf.cast(images, tf.float32)
+            if images.shape.rank != len(input_shape) + 1 or \
+                    tuple(images.shape[1:]) != input_shape:
                 size = ", ".join(map(str, input_shape))
                 raise ValueError(f"{self.slim_name} ({self.name}): forward_function was "
                                  f"compiled for images of shape (batch, {size}), got "

@@ -85,11 +85,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class, skip=()) ->
         kind = int if annotation.startswith("int") else \
             float if annotation.startswith("float") else str
         optional = "None" in annotation
+        # A `const` lets the flag stand alone (export's --quantize, once slim's boolean).
+        extra = {"nargs": "?", "const": field.metadata["const"]} \
+            if "const" in field.metadata else {}
         parser.add_argument(f"--{field.name}", default=default,
                             type=_optional(kind) if optional else kind,
                             choices=field.metadata.get("choices"),
                             metavar=kind.__name__.upper(),
-                            help=_with_default(help_text, default))
+                            help=_with_default(help_text, default), **extra)
 
 
 def _config_from(args, config_class):
@@ -134,9 +137,14 @@ def register(subparsers) -> None:
         subparsers, "predict", help="top-k classes of image files",
         description="Classifies image files with a net: its eval preprocessing, then the "
                     "top-k classes with their names and probabilities.")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/GIF/BMP files")
-    predict.add_argument("--model", "--model_name", dest="model", required=True,
-                         help="net name (kslim.models.list_models())")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/GIF/BMP files, or folders of them")
+    predict.add_argument("--model", "--model_name", dest="model", default=None,
+                         help="net name (kslim.models.list_models()); not with --tflite")
+    predict.add_argument("--tflite", default=None, metavar="FILE",
+                         help="run a .tflite file written by `kslim export --format=tflite` "
+                              "(LiteRT when installed, else TensorFlow's interpreter)")
+    predict.add_argument("--num_threads", type=int, default=None,
+                         help="--tflite: interpreter threads")
     predict.add_argument("--weights", default=None,
                          help="slim checkpoint (prefix or folder), .weights.h5/.keras, "
                               "slim or slim:<tag> (zoo)")
@@ -154,12 +162,17 @@ def register(subparsers) -> None:
     predict.set_defaults(func=run_predict)
 
     export = _add_parser(
-        subparsers, "export", help="write a SavedModel serving images (export_inference_graph)",
+        subparsers, "export", help="write a SavedModel, a .tflite file or a frozen graph "
+                                   "(export_inference_graph)",
         description="Writes a SavedModel with a serving signature taking encoded images "
                     "(decoding and the net's eval preprocessing inside) and one taking "
                     "preprocessed float batches. It loads with tf.saved_model.load, "
                     "without kslim. Flags of research/slim export_inference_graph.py, plus "
-                    "--weights and --output_dir.")
+                    "--weights and --output_dir. --format=tflite writes a TensorFlow Lite "
+                    "file (--quantize=float16|dynamic|int8; int8 calibrates on "
+                    "--num_steps images of --dataset_name/--dataset_split_name/"
+                    "--dataset_dir); --format=frozen_graph the GraphDef with the weights "
+                    "frozen in (input placeholder `input`, slim's output node names).")
     _add_config_flags(export, ExportConfig)
     export.set_defaults(func=run_export)
 
@@ -172,12 +185,46 @@ def register(subparsers) -> None:
                       help="folder for the data, checkpoints and logs (default: a new "
                            "temporary folder)")
     demo.add_argument("--max_number_of_steps", type=int, default=None,
-                      help="training steps (default 300)")
-    demo.add_argument("--batch_size", type=int, default=None, help="default 32")
-    demo.add_argument("--learning_rate", type=float, default=None, help="default 0.01")
-    demo.add_argument("--optimizer", default=None, help="default rmsprop")
+                      help="training steps (default 300; detection 1600)")
+    demo.add_argument("--batch_size", type=int, default=None, help="default 32 (detection 16)")
+    demo.add_argument("--learning_rate", type=float, default=None, help="default 0.01 (detection 0.003)")
+    demo.add_argument("--optimizer", default=None, help="default rmsprop (detection adam)")
     demo.add_argument("--seed", type=int, default=None, help="default 0")
+    demo.add_argument("--task", default="classification",
+                      choices=("classification", "detection"),
+                      help="classification (LeNet on digits) or detection (a small SSD "
+                           "on the embedded shapes set, VOC mAP; a few minutes on CPU)")
     demo.set_defaults(func=run_demo)
+
+    detect = _add_parser(
+        subparsers, "detect", help="boxes an SSD net finds in image files",
+        description="Runs an SSD net (ssd_300_vgg, ssd_512_vgg, ssd_demo) on image files: "
+                    "SSD-Tensorflow's eval preprocessing, per-class selection and NMS; "
+                    "prints class name, score and pixel box (ymin, xmin, ymax, xmax) per "
+                    "detection, and with --output writes each image as a PNG with its "
+                    "boxes drawn.")
+    detect.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/GIF/BMP files")
+    detect.add_argument("--model", "--model_name", dest="model", default="ssd_300_vgg",
+                        help="SSD net name (default ssd_300_vgg)")
+    detect.add_argument("--weights", "--checkpoint_path", dest="weights", required=True,
+                        help="SSD checkpoint (prefix or folder), .weights.h5/.keras")
+    detect.add_argument("--output", "--output_dir", dest="output", default=None,
+                        help="folder for the PNGs with the boxes drawn")
+    detect.add_argument("--labels", default=None,
+                        help="class names: a dataset name (pascalvoc_2007, shapes), "
+                             "labels.txt or a folder with one (default: VOC names for 21 "
+                             "classes)")
+    detect.add_argument("--num_classes", type=int, default=None,
+                        help="classes with background (default: from the checkpoint)")
+    detect.add_argument("--image_size", type=int, default=None,
+                        help="network input size (default: the net's)")
+    detect.add_argument("--select_threshold", type=float, default=0.5,
+                        help="minimum class score of a box (default 0.5)")
+    detect.add_argument("--nms_threshold", type=float, default=0.45, help="default 0.45")
+    detect.add_argument("--max_detections", type=int, default=100,
+                        help="boxes per image at most (default 100)")
+    detect.add_argument("--json", action="store_true", help="print JSON lines")
+    detect.set_defaults(func=run_detect)
 
 
 def run_train(args) -> int:
@@ -190,7 +237,12 @@ def run_train(args) -> int:
     except LossDivergedError as e:
         print(f"kslim train: error: {e}", file=sys.stderr)
         return 1
-    where = result.checkpoint or "(not the chief: no checkpoint written)"
+    if result.checkpoint:
+        where = result.checkpoint
+    elif result.global_step == result.start_step:
+        where = "none written (no step was trained)"
+    else:
+        where = "(not the chief: no checkpoint written)"
     print(f"Finished at global step {result.global_step}; checkpoint {where}", flush=True)
     return 0
 
@@ -209,10 +261,22 @@ def run_eval(args) -> int:
 def run_predict(args) -> int:
     from kslim.training._infer import predict
 
-    predictions = predict(args.images, args.model, args.weights, labels=args.labels,
-                          top_k=args.top_k, num_classes=args.num_classes,
-                          image_size=args.image_size,
-                          preprocessing_name=args.preprocessing_name)
+    if args.tflite:
+        from kslim.export import TFLiteRunner
+
+        if args.model or args.weights:
+            raise ValueError("--tflite runs the net in the file: leave out --model and "
+                             "--weights")
+        predictions = TFLiteRunner(args.tflite, num_threads=args.num_threads).predict(
+            args.images, top_k=args.top_k, labels=args.labels,
+            preprocessing_name=args.preprocessing_name)
+    elif not args.model:
+        raise ValueError("give the net: --model NAME (with --weights), or --tflite FILE")
+    else:
+        predictions = predict(args.images, args.model, args.weights, labels=args.labels,
+                              top_k=args.top_k, num_classes=args.num_classes,
+                              image_size=args.image_size,
+                              preprocessing_name=args.preprocessing_name)
     for p in predictions:
         if args.json:
             print(json.dumps(p.as_dict()))
@@ -226,7 +290,11 @@ def run_predict(args) -> int:
 def run_export(args) -> int:
     from kslim.training._infer import ExportConfig, export
 
-    folder = export(_config_from(args, ExportConfig))
+    config = _config_from(args, ExportConfig)
+    folder = export(config)
+    if config.format != "saved_model":
+        print(f"Wrote {config.format} {folder}", flush=True)
+        return 0
     print(f"Wrote SavedModel {folder} (signatures serving_default = encoded_images: "
           "string images -> logits, probabilities, classes, top_k_*; float_images: "
           "preprocessed float32 inputs)")
@@ -241,5 +309,27 @@ def run_demo(args) -> int:
                                    ("learning_rate", args.learning_rate),
                                    ("optimizer", args.optimizer), ("seed", args.seed))
                  if v is not None}
-    demo(args.work_dir, **overrides)
+    demo(args.work_dir, task=args.task, **overrides)
+    return 0
+
+
+def run_detect(args) -> int:
+    from kslim.detection._export import detect_images
+
+    results = detect_images(args.images, args.model, args.weights,
+                            num_classes=args.num_classes, image_size=args.image_size,
+                            labels=args.labels, select_threshold=args.select_threshold,
+                            nms_threshold=args.nms_threshold,
+                            max_detections=args.max_detections, output_dir=args.output)
+    for result in results:
+        if args.json:
+            print(json.dumps(result.as_dict()))
+            continue
+        drawn = f" -> {result.drawn}" if result.drawn else ""
+        print(f"{result.image} ({result.width}x{result.height}): "
+              f"{len(result.detections)} boxes{drawn}")
+        for d in result.detections:
+            ymin, xmin, ymax, xmax = d.box
+            print(f"  {d.name:<14} {d.score:.3f}  ymin={ymin:.1f} xmin={xmin:.1f} "
+                  f"ymax={ymax:.1f} xmax={xmax:.1f}")
     return 0

@@ -72,6 +72,19 @@ class EvalConfig:
                                   "without a new checkpoint (default: wait forever)")
     max_number_of_evaluations: int | None = _flag(None, "evaluation_loop: stop after this "
                                                   "many evaluations")
+    # -- SSD (eval_ssd_network.py; detection nets only) ------------------------------------
+    select_threshold: float = _flag(0.01, "SSD: class score below which a box is dropped")
+    select_top_k: int = _flag(400, "SSD: boxes per class kept before NMS")
+    keep_top_k: int = _flag(200, "SSD: boxes per class kept after NMS")
+    nms_threshold: float = _flag(0.45, "SSD: IoU of the non-maximum suppression")
+    matching_threshold: float = _flag(0.5, "SSD: IoU a detection needs to match a ground "
+                                      "truth box")
+    eval_resize: int = _flag(4, "SSD: eval resize mode: 1 none, 2 central_crop, 3 "
+                             "pad_and_resize, 4 warp_resize (SSD-Tensorflow's Resize)",
+                             choices=(1, 2, 3, 4))
+    difficult_rule: str = _flag("ssd_tf", _KSLIM + "SSD: difficult objects as "
+                                "SSD-Tensorflow's metrics (ssd_tf) or the VOC devkit (voc)",
+                                choices=("ssd_tf", "voc"))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EvalConfig":
@@ -193,9 +206,16 @@ def evaluate(config: EvalConfig | None = None, stream=None, **flags: Any) -> lis
     elif flags:
         config = dataclasses.replace(config, **flags)
     config.validate()
+    from kslim.models._video import require_image_net
+
+    require_image_net(config.model_name, "eval")  # slim has no video dataset
     stream = stream or sys.stdout
-    split = data.get_split(config.dataset_name, config.dataset_split_name, config.dataset_dir)
     spec = models.get_spec(config.model_name)
+    if hasattr(spec.model_class, "anchors"):  # SSD nets: per-class AP, kslim.detection
+        from kslim.detection._train import evaluate_detection
+
+        return evaluate_detection(config, stream)
+    split = data.get_split(config.dataset_name, config.dataset_split_name, config.dataset_dir)
     image_size = config.eval_image_size or spec.image_size
     channels = 1 if config.use_grayscale else split.spec.channels
     num_classes = split.num_classes - config.labels_offset
@@ -213,7 +233,12 @@ def evaluate(config: EvalConfig | None = None, stream=None, **flags: Any) -> lis
         reader = tf.train.load_checkpoint(checkpoint)
         step = (int(reader.get_tensor("global_step"))
                 if reader.has_tensor("global_step") else 0)
-        result = evaluate_model(model, dataset, config.max_num_batches)
+        try:
+            result = evaluate_model(model, dataset, config.max_num_batches)
+        except tf.errors.DataLossError as e:  # a split too big for the up-front check
+            from kslim.data._records import data_loss_message
+
+            raise ValueError(data_loss_message(split.files, e)) from None
         result.checkpoint, result.global_step = checkpoint, step
         with writer.as_default(step=step):
             for name, value in result.metrics.items():

@@ -53,9 +53,11 @@ def infer_num_classes(model_name: str, weights) -> int | None:
 
 
 def load_model(model_name: str, weights=None, num_classes: int | None = None,
-               image_size: int | None = None, channels: int | None = None):
+               image_size: int | None = None, channels: int | None = None,
+               num_frames: int | None = None):
     """A built net with its weights; the class count comes from the checkpoint when not
-    given. Returns `(model, image_size)`."""
+    given; `num_frames` builds a video net for clips of that length. Returns
+    `(model, image_size)`."""
     from kslim import models
 
     spec = models.get_spec(model_name)
@@ -64,6 +66,8 @@ def load_model(model_name: str, weights=None, num_classes: int | None = None,
     if num_classes is None:
         num_classes = infer_num_classes(spec.name, weights)
     options: dict[str, Any] = {"input_shape": (size, size, channels), "weights": weights}
+    if num_frames:
+        options["input_shape"] = (num_frames, *options["input_shape"])
     if num_classes is not None:
         options["num_classes"] = num_classes
     model = models.create_model(spec.name, **options)
@@ -134,6 +138,27 @@ class Prediction:
         return dataclasses.asdict(self)
 
 
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+def _image_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """`paths` with each folder replaced by its image files (sorted by name)."""
+    files = []
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                       if n.lower().endswith(_IMAGE_SUFFIXES)
+                       and os.path.isfile(os.path.join(path, n)))
+        if not found:
+            raise FileNotFoundError(f"{path!r} is a folder with no image files "
+                                    f"({', '.join(_IMAGE_SUFFIXES)}) in it; give image files "
+                                    "or a folder of images")
+        files.extend(found)
+    return files
+
+
 def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, *,
             labels=None, top_k: int = 5, num_classes: int | None = None,
             image_size: int | None = None, preprocessing_name: str | None = None,
@@ -141,7 +166,7 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
     """`kslim predict`: the top-k classes of each image file.
 
     Args:
-        images: image files (JPEG, PNG, GIF, BMP).
+        images: image files (JPEG, PNG, GIF, BMP), or folders of them.
         model_name: the net (a kslim model name).
         weights: slim checkpoint, `.weights.h5`/`.keras`, `"slim"`/`"slim:<tag>"`.
         labels: see `resolve_labels`.
@@ -158,7 +183,10 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
     import tensorflow as tf
 
     from kslim import models
+    from kslim.models._video import require_image_net
 
+    require_image_net(model_name, "predict")
+    images = _image_files(images)
     model, size = load_model(model_name, weights, num_classes, image_size)
     channels = getattr(model, "_built_channels", None) or model.input_channels
     outputs = int(model.num_classes)
@@ -196,7 +224,8 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
 
 def export_saved_model(model, output_dir: str | os.PathLike, *, preprocessing_name: str,
                        image_size: int, labels: Sequence[str] | None = None,
-                       top_k: int = 5, batch_size: int | None = None) -> str:
+                       top_k: int = 5, batch_size: int | None = None,
+                       num_frames: int | None = None) -> str:
     """Writes `model` as a SavedModel with image-bytes and float-batch signatures.
 
     Args:
@@ -207,6 +236,9 @@ def export_saved_model(model, output_dir: str | os.PathLike, *, preprocessing_na
         labels: class names embedded as `top_k_names` (default: the ids as text).
         top_k: classes in the `top_k_*` outputs.
         batch_size: fixed batch size of the signatures (None: any).
+        num_frames: a video net's clip length: then the one signature,
+            `serving_default` (= `float_clips`), takes `inputs`, float32 clips
+            `[batch, num_frames, size, size, channels]` (there is no clip decoder).
 
     Returns:
         The folder written.
@@ -214,6 +246,9 @@ def export_saved_model(model, output_dir: str | os.PathLike, *, preprocessing_na
     import tensorflow as tf
 
     output_dir = os.fspath(output_dir)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"export folder {output_dir!r} is a file; the SavedModel is a folder: "
+                         "give a new folder (--output_dir)")
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise ValueError(f"export folder {output_dir!r} is not empty; give a new folder")
     channels = getattr(model, "_built_channels", None) or model.input_channels
@@ -253,6 +288,21 @@ def export_saved_model(model, output_dir: str | os.PathLike, *, preprocessing_na
         def float_images(self, inputs):
             return self._outputs(inputs)
 
+    if num_frames:
+        class Clips(Serving):
+            encoded_images = float_images = None
+
+            @tf.function(input_signature=[tf.TensorSpec(
+                [batch_size, num_frames, image_size, image_size, channels], tf.float32,
+                name="inputs")])
+            def float_clips(self, inputs):
+                return self._outputs(inputs)
+
+        module = Clips()
+        clips = module.float_clips.get_concrete_function()
+        tf.saved_model.save(module, output_dir, signatures={
+            "serving_default": clips, "float_clips": clips})
+        return output_dir
     module = Serving()
     encoded = module.encoded_images.get_concrete_function()
     floats = module.float_images.get_concrete_function()
@@ -277,14 +327,29 @@ class ExportConfig:
                               "neither --num_classes nor a checkpoint tells)")
     labels_offset: int = _flag(0, "classes dropped from the dataset's count (1: 1000 of "
                                "ImageNet's 1001)")
-    output_file: str = _flag("", "the SavedModel folder to write (same as --output_dir)")
+    output_file: str = _flag("", "the file to write (--format=tflite, frozen_graph) or the "
+                             "SavedModel folder (same as --output_dir)")
     dataset_dir: str = _flag("", "dataset folder (its labels.txt names the classes)")
-    quantize: bool = _flag(False, "quantized graph: not supported (False)")
-    is_video_model: bool = _flag(False, "video nets: not supported (False)")
-    num_frames: int | None = _flag(None, "video nets: not supported")
-    write_text_graphdef: bool = _flag(False, "not used: a SavedModel is written")
+    quantize: str | None = _flag(None, "TFLite post-training quantization: float16, dynamic "
+                                 "(int8 weights) or int8 (full-integer, calibrated); "
+                                 "slim's boolean --quantize graph is not supported",
+                                 const="true")
+    is_video_model: bool = _flag(False, "a video net (i3d, s3dg): the SavedModel takes "
+                                 "float clips [batch, num_frames, size, size, 3]")
+    num_frames: int | None = _flag(None, "--is_video_model: frames per clip (default: the "
+                                   "net's, 64)")
+    write_text_graphdef: bool = _flag(False, "--format=frozen_graph: write a text GraphDef")
     use_grayscale: bool = _flag(False, "one input channel")
     # -- kslim ----------------------------------------------------------------------------
+    format: str = _flag("saved_model", "(kslim) saved_model, tflite or frozen_graph (the "
+                        "GraphDef with the weights frozen in)")
+    overwrite: bool = _flag(False, "(kslim) replace an existing --output_file")
+    dataset_split_name: str = _flag("train", "(kslim) --quantize=int8: the split whose "
+                                    "images calibrate the ranges (post_training_quantization)")
+    num_steps: int = _flag(1000, "(kslim) --quantize=int8: calibration images")
+    use_moving_average: bool = _flag(True, "(kslim) read the checkpoint's "
+                                     "ExponentialMovingAverage shadows where it has them "
+                                     "(post_training_quantization's --enable_ema)")
     output_dir: str | None = _flag(None, "(kslim) the SavedModel folder to write")
     weights: str | None = _flag(None, "(kslim) weights: slim checkpoint (prefix or "
                                 "folder), .weights.h5/.keras, slim or slim:<tag>")
@@ -298,22 +363,29 @@ class ExportConfig:
 
 
 def export(config: ExportConfig | None = None, **flags: Any) -> str:
-    """`kslim export`: writes the SavedModel; returns its folder."""
+    """`kslim export`: writes the SavedModel (or, with `format`, a `.tflite` file or a
+    frozen GraphDef: `kslim.export`); returns the folder or file written."""
     from kslim import data, models
 
     if config is None:
         config = ExportConfig(**flags)
     elif flags:
         config = dataclasses.replace(config, **flags)
+    from kslim.export._command import check_format, export_file
+
     output = config.output_dir or config.output_file
     if not output:
         raise ValueError("give the SavedModel folder to write: --output_dir (or slim's "
                          "--output_file)")
-    for flag, message in (("is_training", "a training-mode export"),
-                          ("quantize", "quantized export (TF1 contrib_quantize)"),
-                          ("is_video_model", "video nets (i3d, s3dg)")):
+    for flag, message in (("is_training", "a training-mode export"),):
         if getattr(config, flag):
             raise ValueError(f"--{flag}: {message} is not supported by kslim")
+    frames = _clip_frames(config, models.get_spec(config.model_name))
+    check_format(config)
+    if hasattr(models.get_spec(config.model_name).model_class, "anchors"):  # SSD nets
+        from kslim.detection._export import export_detection
+
+        return export_detection(config, output)
     num_classes = config.num_classes or infer_num_classes(config.model_name, config.weights)
     if num_classes is None and not (config.weights or "").startswith("slim"):
         spec = data.DATASETS.get(config.dataset_name)
@@ -323,7 +395,7 @@ def export(config: ExportConfig | None = None, **flags: Any) -> str:
         num_classes = spec.num_classes - config.labels_offset
     channels = 1 if config.use_grayscale else None
     model, size = load_model(config.model_name, config.weights, num_classes,
-                             config.image_size, channels)
+                             config.image_size, channels, num_frames=frames)
     labels = config.labels
     if labels is None and config.dataset_dir:
         labels = config.dataset_dir
@@ -334,5 +406,33 @@ def export(config: ExportConfig | None = None, **flags: Any) -> str:
     names = resolve_labels(labels, int(model.num_classes))
     preprocessing = config.preprocessing_name or \
         models.get_spec(config.model_name).preprocessing
+    if config.use_moving_average and config.weights and not config.weights.startswith(
+            "slim") and not config.weights.endswith(_KERAS_SUFFIXES):
+        from kslim import compat  # zoo weights choose their shadows themselves
+
+        compat.restore(model, config.weights, use_moving_average=True)
+    if config.format != "saved_model":
+        return export_file(config, model, image_size=size, preprocessing_name=preprocessing,
+                           labels=names)
     return export_saved_model(model, output, preprocessing_name=preprocessing, image_size=size,
-                              labels=names, top_k=config.top_k, batch_size=config.batch_size)
+                              labels=names, top_k=config.top_k, batch_size=config.batch_size,
+                              num_frames=frames)
+
+
+def _clip_frames(config: ExportConfig, spec) -> int | None:
+    """The clip length of a video net's export (None for an image net), with
+    --is_video_model and --num_frames checked against the net."""
+    if not spec.num_frames:
+        if config.is_video_model or config.num_frames:
+            raise ValueError(f"--is_video_model/--num_frames: {spec.name} is an image net "
+                             "(4-D NHWC batches); the video nets are i3d and s3dg")
+        return None
+    if not config.is_video_model:
+        raise ValueError(f"{spec.name} is a video net (5-D NDHWC clips): add "
+                         "--is_video_model and --num_frames N, as export_inference_graph")
+    if config.num_frames is not None and config.num_frames < 1:
+        raise ValueError(f"--num_frames must be at least 1, got {config.num_frames}")
+    if config.format == "tflite":
+        raise ValueError(f"--is_video_model: --format={config.format} is not supported for "
+                         "the video nets; write a SavedModel or a frozen_graph")
+    return config.num_frames or spec.num_frames

@@ -21,6 +21,10 @@ Two Keras optimizers differ from TF1 and get a small subclass each:
 - Keras RMSprop starts its mean square at 0; TF1 starts it at 1, which with slim's
   `opt_epsilon=1.0` changes the first hundreds of steps. `RMSProp` starts it at 1.
 
+slim passes its `--opt_epsilon` default, 1.0, to Adam too, where it damps every update
+(LeNet on digits: 0.825 accuracy against 0.980 with 1e-8). kslim keeps that default, so
+old command lines give slim's results, and says so once in the log when Adam runs with it.
+
 `slot_variables(optimizer, model)` names each optimizer slot as TF1 did
 (`<var>/Momentum`, `<var>/RMSProp`, `<var>/RMSProp_1`, `<var>/Adam`, `<var>/Adam_1`,
 `<var>/Adagrad`, `<var>/Adadelta(_1)`, `<var>/Ftrl(_1)`), so slim-format training
@@ -29,6 +33,7 @@ checkpoints carry the optimizer state and a run resumes exactly.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import keras
@@ -39,6 +44,9 @@ from keras import ops
 
 __all__ = ["Momentum", "OPTIMIZER_DEFAULTS", "OPTIMIZERS", "RMSProp", "create_optimizer",
            "non_slot_variables", "slot_variables", "unwrap"]
+
+log = logging.getLogger("kslim")
+_adam_epsilon_noted = False
 
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")
 
@@ -178,6 +186,12 @@ def create_optimizer(name: str = "rmsprop", learning_rate=0.01, **options: Any):
         return keras.optimizers.Adagrad(learning_rate, initial_accumulator_value=initial,
                                         epsilon=0.0, name="Adagrad")
     if name == "adam":
+        global _adam_epsilon_noted
+        if o["opt_epsilon"] == 1.0 and not _adam_epsilon_noted:
+            _adam_epsilon_noted = True
+            log.warning("Adam runs with --opt_epsilon=1.0, slim's default for every "
+                        "optimizer: it damps Adam's updates (slim gives the same results); "
+                        "pass --opt_epsilon=1e-8 for Adam's usual epsilon")
         return keras.optimizers.Adam(learning_rate, beta_1=o["adam_beta1"],
                                      beta_2=o["adam_beta2"], epsilon=o["opt_epsilon"],
                                      name="Adam")

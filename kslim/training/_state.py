@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from kslim.training._optimizers import non_slot_variables, slot_variables, unwrap
 
-__all__ = ["CHECKPOINT_BASENAME", "read_moving_averages", "restore_training_checkpoint",
-           "save_training_checkpoint"]
+__all__ = ["CHECKPOINT_BASENAME", "newest_intact_checkpoint", "read_moving_averages",
+           "restore_training_checkpoint", "save_training_checkpoint"]
 
 log = logging.getLogger("kslim")
 
@@ -48,6 +48,44 @@ def save_training_checkpoint(model, train_dir: str | os.PathLike, step: int, opt
     prefix = os.path.join(os.fspath(train_dir), CHECKPOINT_BASENAME)
     return compat.save_slim_checkpoint(model, prefix, global_step=int(step), extra=extra,
                                        max_to_keep=max_to_keep)
+
+
+def newest_intact_checkpoint(train_dir: str | os.PathLike) -> str | None:
+    """The checkpoint a run in `train_dir` resumes from: the newest one that reads
+    whole. Newer unreadable ones (a disk fault, a copy cut short) are skipped with a
+    warning naming them.
+
+    Returns:
+        The prefix, or None when `train_dir` holds no checkpoint.
+
+    Raises:
+        kslim.compat.CheckpointError: every checkpoint there is unreadable (naming them).
+    """
+    from kslim import compat
+    from kslim.compat._checkpoint import check_readable, checkpoints_in_folder
+
+    train_dir = os.fspath(train_dir)
+    if not os.path.isdir(train_dir):
+        return None
+    bad = []
+    for prefix in checkpoints_in_folder(train_dir):
+        try:
+            check_readable(prefix)
+        except compat.CheckpointError as e:
+            log.warning("skipping checkpoint %s in train_dir: it cannot be read (%s); resuming "
+                        "from an older one", prefix, e)
+            bad.append(f"{prefix}: {e}")
+            continue
+        if bad:
+            print(f"Warning: the newest checkpoint(s) in {train_dir} cannot be read and were "
+                  f"skipped: {'; '.join(bad)}", flush=True)
+        return prefix
+    if bad:
+        raise compat.CheckpointError(
+            f"no checkpoint in train_dir {train_dir} can be read, so the run cannot resume:\n  "
+            + "\n  ".join(bad) + "\nMove them out of the folder to train from the start (or "
+            "from --checkpoint_path), or use another --train_dir.")
+    return None
 
 
 def read_moving_averages(prefix: str) -> dict[str, np.ndarray]:

@@ -113,6 +113,13 @@ class TrainConfig:
                                          "all)")
     ignore_missing_vars: bool = _flag(False, "restore what checkpoint_path has and ignore "
                                       "missing variables")
+    checkpoint_model_scope: str | None = _flag(None, "the model scope in checkpoint_path "
+                                               "when it differs (train_ssd_network.py: "
+                                               "vgg_16 restores an SSD's backbone)")
+    # -- SSD (train_ssd_network.py; detection nets only) -----------------------------------
+    loss_alpha: float = _flag(1.0, "SSD: weight of the localisation loss")
+    negative_ratio: float = _flag(3.0, "SSD: hard negatives mined per positive")
+    match_threshold: float = _flag(0.5, "SSD: IoU above which an anchor is a positive")
     # -- kslim ----------------------------------------------------------------------------
     mixed_precision: str | None = _flag(None, _KSLIM + "mixed_float16 (loss scaling) or "
                                         "mixed_bfloat16; logits stay float32",
@@ -253,6 +260,22 @@ def _verbosity(verbose: str) -> int:
     return int(verbose)
 
 
+def _prepare_train_dir(train_dir: str) -> None:
+    """Refuses a train_dir that cannot hold checkpoints before anything is trained, and
+    removes the temporary files of saves a killed run left there."""
+    from kslim.compat._save import remove_stale_temporaries
+
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise ValueError(f"--train_dir {train_dir!r} is a file, not a folder; checkpoints "
+                         "and logs go into a folder: give another --train_dir")
+    try:
+        os.makedirs(train_dir, exist_ok=True)
+        remove_stale_temporaries(train_dir)
+    except OSError as e:
+        raise ValueError(f"--train_dir {train_dir!r} cannot be written ({e.strerror or e}); "
+                         "give a folder you can write") from None
+
+
 def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
     """Runs slim's `train_image_classifier.py` with `model.fit`.
 
@@ -280,13 +303,18 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
     from kslim.training._schedules import learning_rate_schedule
     from kslim.training._scopes import set_trainable_scopes, warm_start
     from kslim.training._backup import WorkerBackup
-    from kslim.training._state import read_moving_averages, restore_training_checkpoint
+    from kslim.training._state import (newest_intact_checkpoint, read_moving_averages,
+                                       restore_training_checkpoint)
 
     if config is None:
         config = TrainConfig.from_dict(flags)
     elif flags:
         config = dataclasses.replace(config, **flags)
     config.validate()
+    from kslim.models._video import require_image_net
+
+    require_image_net(config.model_name, "train")  # slim has no video dataset
+    _prepare_train_dir(config.train_dir)
     if config.master:
         log.warning("--master=%s is ignored: kslim has no TF1 session master; use "
                     "TF_CONFIG or --worker_hosts for several machines", config.master)
@@ -310,6 +338,12 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
     preprocessing = config.preprocessing_name or spec.preprocessing
     num_classes = split.num_classes - config.labels_offset
     channels = 1 if config.use_grayscale else split.spec.channels
+    task = None
+    if hasattr(spec.model_class, "anchors"):  # SSD nets: boxes and targets, kslim.detection
+        from kslim.detection._train import DetectionTask
+
+        task = DetectionTask(config, split, spec, image_size)
+        num_classes = task.num_classes
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
 
@@ -321,6 +355,8 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
             cycle_length=config.num_readers, num_parallel=config.num_preprocessing_threads,
             use_grayscale=config.use_grayscale)
 
+    if task is not None:
+        dataset_fn = task.dataset_fn(global_batch)
     policy = _policy_name(config.mixed_precision)
     model_options = {"num_classes": num_classes, "weight_decay": config.weight_decay,
                      "input_shape": (image_size, image_size, channels)}
@@ -339,16 +375,20 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
             end_learning_rate=config.end_learning_rate)
         options = {name: getattr(config, name) for name in OPTIMIZER_DEFAULTS}
         optimizer = create_optimizer(config.optimizer, learning_rate, **options)
-        model.compile(optimizer=optimizer,
-                      loss=SoftmaxCrossEntropy(label_smoothing=config.label_smoothing),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        if task is not None:
+            model.compile(optimizer=optimizer, **task.compile_options(model))
+        else:
+            model.compile(optimizer=optimizer,
+                          loss=SoftmaxCrossEntropy(label_smoothing=config.label_smoothing),
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         optimizer = model.optimizer  # a LossScaleOptimizer under mixed_float16
         optimizer.build(model.trainable_variables)
     log.info("training %d of %d variables of %s", len(trained),
              len(compat.slim_variables(model)), model.name)
 
     # slim's order: a checkpoint in train_dir resumes the run, else warm start at step 0.
-    resumed_from = compat.resolve_checkpoint(train_dir=config.train_dir)
+    # A corrupt newest checkpoint is skipped (named in a warning) for the newest intact one.
+    resumed_from = newest_intact_checkpoint(config.train_dir)
     report = None
     step = 0
     ema = None
@@ -359,6 +399,10 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
             if config.checkpoint_path:
                 print(f"Ignoring --checkpoint_path because a checkpoint already exists in "
                       f"{config.train_dir}", flush=True)
+        elif config.checkpoint_path and config.checkpoint_model_scope:
+            from kslim.detection._train import warm_start_from_scope
+
+            report = warm_start_from_scope(model, config)  # train_ssd_network.py's rename
         elif config.checkpoint_path:
             report = warm_start(model, config.checkpoint_path,
                                 checkpoint_exclude_scopes=config.checkpoint_exclude_scopes,
@@ -415,13 +459,20 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
     dataset = distribute_dataset(strategy, dataset_fn)
     element_spec = (tf.TensorSpec((None, image_size, image_size, channels), tf.float32),
                     tf.TensorSpec((None,), tf.int64))
+    if task is not None:
+        element_spec = task.element_spec(model)
     prepare_model_for_strategy(model, strategy, element_spec)
     with strategy.scope():
         while True:
-            history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                initial_epoch=min(step // steps_per_epoch, epochs - 1),
-                                callbacks=callbacks, shuffle=False,
-                                verbose=verbose if is_chief else 0)
+            try:
+                history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                    initial_epoch=min(step // steps_per_epoch, epochs - 1),
+                                    callbacks=callbacks, shuffle=False,
+                                    verbose=verbose if is_chief else 0)
+            except tf.errors.DataLossError as e:  # a split too big for the up-front check
+                from kslim.data._records import data_loss_message
+
+                raise ValueError(data_loss_message(split.files, e)) from None
             step = cb.global_step(model)
             # mixed_float16's loss scaling skips the update (and the step) on overflow:
             # go on until the global step reaches max_number_of_steps.
