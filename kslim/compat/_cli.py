@@ -165,7 +165,8 @@ def run_inspect(args) -> int:
         net = kslim.models.create_model(args.model, **kwargs)
     if not args.checkpoint:
         spec = kslim.models.get_spec(args.model)
-        print(f"{spec.name}: image size {spec.image_size}, {net.num_classes} classes, "
+        frames = f", clips of {spec.num_frames} frames" if spec.num_frames else ""
+        print(f"{spec.name}: image size {spec.image_size}{frames}, {net.num_classes} classes, "
               f"'{spec.preprocessing}' preprocessing, scope '{spec.scope}'")
         analyze_vars([(name, tuple(v.shape), v.dtype)
                       for name, v in compat.slim_variables(net).items()])

@@ -17,6 +17,7 @@ from kslim.models._registry import (ModelSpec, create_model, factories, get_spec
 _FAMILIES = (
     "alexnet",
     "cifarnet",
+    "i3d",
     "inception",
     "inception_resnet_v2",
     "inception_v4",
@@ -28,6 +29,7 @@ _FAMILIES = (
     "overfeat",
     "pnasnet",
     "resnet",
+    "s3dg",
     "vgg",
 )
 for _family in _FAMILIES:

@@ -22,6 +22,7 @@ import tensorflow as tf
 __all__ = [
     "BatchNorm",
     "Conv2d",
+    "Conv3d",
     "FullyConnected",
     "SeparableConv2d",
     "Stack",
@@ -108,6 +109,16 @@ def pair(value: int | Sequence[int]) -> tuple[int, int]:
     value = tuple(value)
     if len(value) != 2:
         raise ValueError(f"expected an int or a pair, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+    """`(value,) * 3` for an int; a 3-D (depth, height, width) kernel or stride as a tuple."""
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"expected an int or a triple, got {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -347,6 +358,49 @@ class SeparableConv2d(_SlimLayer):
                       depth_multiplier=self.depth_multiplier, stride=self.stride,
                       padding=self.padding, rate=self.rate,
                       regularize_depthwise=self.regularize_depthwise)
+        return config
+
+
+class Conv3d(_SlimLayer):
+    """slim.conv3d (NDHWC): `weights` [kd, kh, kw, in, out], then `biases` or
+    `BatchNorm`, then activation; the video nets' layer.
+
+    Args:
+        num_outputs: output channels.
+        kernel_size: int or (kd, kh, kw).
+        stride: int or (sd, sh, sw).
+        padding: 'SAME' or 'VALID' (TF semantics).
+        activation_fn, batch_norm, use_bias, weight_decay: as `Conv2d`
+            (`use_bias=False` without batch norm is slim's `biases_initializer=None`).
+        name: the slim scope of this layer.
+    """
+
+    def __init__(self, num_outputs: int, kernel_size, stride=1, padding: str = "SAME",
+                 activation_fn: str | None = "relu", batch_norm: dict | None = None,
+                 use_bias: bool | None = None, weight_decay: float | None = None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation_fn, batch_norm, use_bias, weight_decay,
+                         kernel_initializer, bias_initializer, **kwargs)
+        self.num_outputs = int(num_outputs)
+        self.kernel_size = triple(kernel_size)
+        self.stride = triple(stride)
+        self.padding = padding.upper()
+
+    def build(self, input_shape):
+        self.kernel = self._weight(
+            "weights", (*self.kernel_size, input_shape[-1], self.num_outputs),
+            self.kernel_initializer, l2_regularizer(self.weight_decay))
+        self._add_biases(self.num_outputs)
+
+    def call(self, x, training=None):
+        x = tf.nn.conv3d(x, tf.cast(self.kernel, x.dtype), strides=(1, *self.stride, 1),
+                         padding=self.padding)
+        return self._finish(x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_outputs=self.num_outputs, kernel_size=self.kernel_size,
+                      stride=self.stride, padding=self.padding)
         return config
 
 

@@ -32,6 +32,8 @@ class ModelSpec:
             also the default model name.
         defaults: constructor keywords this name fixes (`depth`, `depth_multiplier`, ...).
         aliases: keras-style names for the same factory (`vgg16`).
+        num_frames: for the video nets (5-D NDHWC clips), the clip length to build
+            for by default; None for image nets.
     """
 
     name: str
@@ -42,6 +44,7 @@ class ModelSpec:
     scope: str
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    num_frames: int | None = None
 
     @property
     def head_scopes(self) -> tuple[str, ...]:
@@ -65,12 +68,14 @@ _FACTORIES: dict[str, Callable[..., Any]] = {}  # name or alias -> factory funct
 
 def register_model(name: str, model_class: type, *, image_size: int, num_classes: int,
                    preprocessing: str, scope: str | None = None,
-                   aliases: tuple[str, ...] = (), **defaults: Any) -> Callable[..., Any]:
+                   aliases: tuple[str, ...] = (), num_frames: int | None = None,
+                   **defaults: Any) -> Callable[..., Any]:
     """Registers `name` and returns its factory function `fn(**kwargs) -> model`."""
     if name in _REGISTRY or name in _ALIASES:
         raise ValueError(f"model {name!r} is already registered")
     spec = ModelSpec(name, model_class, image_size, num_classes, preprocessing,
-                     name if scope is None else scope, dict(defaults), tuple(aliases))
+                     name if scope is None else scope, dict(defaults), tuple(aliases),
+                     num_frames)
     _REGISTRY[name] = spec
     for alias in aliases:
         _ALIASES[alias] = name
@@ -136,7 +141,8 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
             give is an error, not a fresh classifier) and `sha256=` (pin the
             archive); see `kslim.models.zoo`.
         input_shape: (H, W, C) to build for; default the spec's image size, 3
-            channels. Any size the net accepts works after building.
+            channels. Any size the net accepts works after building. The video nets
+            (i3d, s3dg) take (frames, H, W, C), default the spec's `num_frames`.
         pooling: "avg" or "max" over the features when there is no classifier.
         classifier_activation: None (logits, as slim) or "softmax".
         **kwargs: the net's own options (`dropout_keep_prob`, `weight_decay`,
@@ -173,6 +179,8 @@ def create_model(model_name: str, /, *, num_classes: Any = _DEFAULT,
                              classifier_activation=classifier_activation, **options)
     if input_shape is None:
         input_shape = (spec.image_size, spec.image_size, model.input_channels)
+        if spec.num_frames:  # a video net: (frames, height, width, channels)
+            input_shape = (spec.num_frames, *input_shape)
     if weights is None:
         return model.build_for(input_shape)
     # The checkpoint overwrites the initial values: draw initial values only for what
@@ -228,4 +236,7 @@ def load_weights(model, weights: str | os.PathLike, **restore_kwargs: Any):
         return None
     from kslim import compat
 
+    check = getattr(model, "check_checkpoint", None)  # a net's own clearer errors (SSD)
+    if check is not None:
+        check(path, rename=restore_kwargs.get("rename"))
     return compat.restore(model, path, **restore_kwargs)
