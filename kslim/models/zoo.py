@@ -49,6 +49,7 @@ import hashlib
 import json
 import logging
 import lzma
+import math
 import os
 import posixpath
 import re
@@ -93,6 +94,13 @@ _TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo.json")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _DATA_FILE = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _STALE_SECONDS = 24 * 3600
+# What a zoo row's checkpoint files can weigh: its net's float32 variables times this
+# (the weights, their moving averages and up to two optimizer slots each) plus a slack
+# for index files and small nets; all checkpoint members of one archive together at
+# most twice that. Checked while the archive streams, so a hostile archive cannot fill
+# the disk with "checkpoint" members.
+_SIZE_FACTOR = 4
+_SIZE_SLACK = 16 << 20
 
 
 class ZooError(ValueError):
@@ -126,6 +134,9 @@ class ZooEntry:
         default: the entry `weights="slim"` picks for `net`.
         source: the README that lists it.
         notes: anything a user should know about the row.
+        quantized: a quantization-aware (`_quant`, uint8) checkpoint: float weights
+            plus contrib.quantize's fake-quantization min/max variables, which a float
+            net does not use (the restore report lists them as unused).
     """
 
     tag: str
@@ -141,6 +152,7 @@ class ZooEntry:
     default: bool = False
     source: str = ""
     notes: str = ""
+    quantized: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "kwargs", types.MappingProxyType(dict(self.kwargs)))
@@ -412,6 +424,26 @@ def _manual_hint(entry: ZooEntry, url: str) -> str:
             f"{entry.archive}`. A mirror of the archives: {ENV_MIRROR}=<base URL or folder>.")
 
 
+def archive_entry(path: str | os.PathLike, tag: str | None = None) -> ZooEntry:
+    """The zoo row of an archive file: `tag`'s, else the row whose archive file name it
+    has. Raises a ZooError for a missing file, a folder or an unknown name."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ZooError(f"{path!r} is a folder; give the archive file (e.g. "
+                       "vgg_16_2016_08_28.tar.gz)")
+    if not os.path.isfile(path):
+        raise ZooError(f"no archive at {path!r}")
+    if tag is not None:
+        return get(tag)
+    name = os.path.basename(path)
+    matches = [e for e in _table() if name == e.archive]
+    if not matches:
+        raise ZooError(f"{name!r} is not the file name of a zoo archive; name the "
+                       f"checkpoint with tag= (--tag), e.g. one of "
+                       f"{', '.join(e.tag for e in _table()[:4])}, ...")
+    return matches[0]
+
+
 def import_archive(path: str | os.PathLike, tag: str | None = None, *,
                    sha256: str | None = None, force: bool = False) -> str:
     """Installs a zoo archive downloaded by hand, with every check of a download.
@@ -426,29 +458,46 @@ def import_archive(path: str | os.PathLike, tag: str | None = None, *,
         The installed checkpoint prefix.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ZooError(f"no archive at {path!r}")
-    if tag is None:
-        name = os.path.basename(path)
-        matches = [e for e in _table() if name == e.archive]
-        if not matches:
-            raise ZooError(f"{name!r} is not the file name of a zoo archive; name the "
-                           f"checkpoint with tag= (--tag), e.g. one of "
-                           f"{', '.join(e.tag for e in _table()[:4])}, ...")
-        entry = matches[0]
-    else:
-        entry = get(tag)
+    entry = archive_entry(path, tag)
     pin = _pinned_sha256(entry, sha256)
     if not force:
         prefix = cached_checkpoint(entry, pin)
         if prefix:
-            log.info("%s is already installed at %s", entry.tag, prefix)
+            installed = _read_marker(os.path.dirname(prefix)) or {}
+            digest = _sha256_of(path)  # reads the file: an unreadable one fails here
+            if digest != installed.get("archive_sha256"):
+                raise ZooError(
+                    f"{path} is not the archive {entry.tag} was installed from (sha256 "
+                    f"{digest}, installed: {installed.get('archive_sha256')}); the installed "
+                    f"copy at {prefix} is kept. Pass force=True (--force) to check this "
+                    "archive and install it instead.")
+            log.info("%s is already installed at %s (from this same archive)", entry.tag,
+                     prefix)
             return prefix
     return _install(entry, path, pin, _net_check(entry), origin=os.path.abspath(path),
                     force=force)
 
 
 # -- checking and installing ----------------------------------------------------------------
+
+
+def _sha256_of(path: str) -> str:
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                hasher.update(chunk)
+    except OSError as e:
+        raise ZooError(f"cannot read archive {path!r}: {e.strerror or e}") from None
+    return hasher.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _size_limit(tag: str) -> int:
+    """The most bytes one checkpoint file of zoo row `tag` can hold (see _SIZE_FACTOR)."""
+    model = _canonical_model(get(tag))
+    floats = sum(math.prod(int(d) for d in v.shape) for v in model.weights)
+    return 4 * floats * _SIZE_FACTOR + _SIZE_SLACK
 
 
 @contextlib.contextmanager
@@ -623,6 +672,16 @@ def _unpack_checkpoint_files(archive: str, dest: str, entry: ZooEntry
     """
     hasher = hashlib.sha256()
     written: list[str] = []
+    limit = _size_limit(entry.tag)
+    total = 0
+
+    def too_big(rel: str, size: int, what: str) -> ZooError:
+        return ZooError(
+            f"{archive}: member {rel!r} {what} {size} bytes, more than a checkpoint of "
+            f"{entry.net} can hold ({limit} bytes per file, {2 * limit} in all); the archive "
+            "was refused and nothing was installed. Is it the archive of "
+            f"{entry.tag} ({entry.url})?")
+
     try:
         with open(archive, "rb") as f:
             head = f.read(6)
@@ -634,11 +693,19 @@ def _unpack_checkpoint_files(archive: str, dest: str, entry: ZooEntry
                     rel = _safe_member(member, archive)
                     if not member.isfile() or not _is_checkpoint_file(rel, entry):
                         continue
+                    if member.size > limit or total + member.size > 2 * limit:
+                        raise too_big(rel, member.size, "declares")
                     target = os.path.join(dest, *rel.split("/"))
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     source = tar.extractfile(member)
+                    copied = 0
                     with open(target, "wb") as out:
-                        shutil.copyfileobj(source, out, 1 << 20)
+                        while chunk := source.read(1 << 20):
+                            copied += len(chunk)
+                            if copied > limit or total + copied > 2 * limit:
+                                raise too_big(rel, copied, "streams more than")
+                            out.write(chunk)
+                    total += copied
                     if os.path.getsize(target) != member.size:
                         raise EOFError(f"member {rel!r} is shorter than its header says")
                     written.append(rel)
@@ -649,7 +716,7 @@ def _unpack_checkpoint_files(archive: str, dest: str, entry: ZooEntry
                 pass
             while raw.read(1 << 20):
                 pass
-    except UnsafeArchiveError:
+    except (UnsafeArchiveError, ZooError):
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise ZooError(f"{archive} is not a complete tar archive ({e or type(e).__name__}): "
@@ -824,6 +891,9 @@ def load_weights(model, entry: ZooEntry | str, *, strict: bool = False,
                    f"an error).\n{report}")
         warnings.warn(message, UserWarning, stacklevel=3)
         log.warning("%s", message)
+    elif entry.quantized and report.unused:  # fake-quant ranges: unused, and said so
+        log.warning("%s (quantization-aware checkpoint: its fake-quantization min/max "
+                    "variables are not used by the float net)\n%s", entry.tag, report)
     else:
         log.info("%s", report)
     return report
