@@ -4,7 +4,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("compat", "data", "export", "models", "preprocess", "training")
+_SUBMODULES = ("compat", "data", "detection", "export", "models", "preprocess", "training")
 __all__ = ["__version__", *_SUBMODULES]
 
 

@@ -112,6 +112,15 @@ def make_grid(
     return canvas
 
 
+def _draw_boxes(image: np.ndarray, bboxes: np.ndarray) -> np.ndarray:
+    """The image with its relative (ymin, xmin, ymax, xmax) boxes outlined in yellow."""
+    image = _fit(np.asarray(image, np.uint8))  # drawn at display size: one-pixel lines stay thin
+    drawn = tf.image.draw_bounding_boxes(
+        tf.cast(image[None], tf.float32), np.asarray(bboxes, np.float32)[None], np.array([[255.0, 230.0, 0.0, 255.0]])
+    )
+    return np.clip(drawn[0].numpy(), 0, 255).astype(np.uint8)
+
+
 def show(
     split: Split,
     output: str = "grid.png",
@@ -121,6 +130,9 @@ def show(
     seed: int | None = None,
 ) -> list[str]:
     """Writes a PNG grid of the first `num` images of a split, captioned `id:name`.
+
+    Detection splits (`pascalvoc_*`, `shapes`) show each image with its boxes drawn and
+    its objects' class names as the caption.
 
     Args:
         split: from `get_split`.
@@ -141,7 +153,13 @@ def show(
         dataset = dataset.shuffle(min(split.num_samples, 4096), seed=seed)
     images, captions = [], []
     names = split.labels_to_names or {}
-    for image, label in dataset.take(num).as_numpy_iterator():
+    for item in dataset.take(num).as_numpy_iterator():
+        if split.spec.detection:  # (image, shape, labels, bboxes, ...): boxes drawn, names listed
+            image, _, labels, bboxes = item[:4]
+            images.append(_draw_boxes(image, bboxes))
+            captions.append(",".join(names.get(int(v), str(int(v))) for v in labels) or "-")
+            continue
+        image, label = item
         images.append(image)
         name = names.get(int(label))
         captions.append(f"{int(label)}:{name}" if name is not None else str(int(label)))

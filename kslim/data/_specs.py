@@ -40,6 +40,9 @@ class DatasetSpec:
         label_shape: shape slim's reader parses the label with (mnist: `(1,)`); the
             value on the wire is the same one-element int64 list either way.
         imagenet_items: also decode ImageNet's text, synset and bounding-box keys.
+        detection: an object-detection set in SSD-Tensorflow's Pascal VOC layout
+            (`kslim.data._voc`): records hold boxes, labels, difficult and truncated
+            flags, and the split yields those instead of one label per image.
         default_labels: class names when the folder has no `labels.txt`.
         slim_module: the research/slim file this entry mirrors.
         description: one line for `kslim data` listings.
@@ -54,6 +57,7 @@ class DatasetSpec:
     default_format: str = "png"
     label_shape: tuple[int, ...] = ()
     imagenet_items: bool = False
+    detection: bool = False
     default_labels: tuple[str, ...] | None = None
     slim_module: str = ""
     description: str = ""
@@ -85,6 +89,13 @@ _DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 _CIFAR10_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
+# SSD-Tensorflow datasets/pascalvoc_common.py VOC_LABELS, by id (0 'none' = background).
+VOC_NAMES = (
+    "none", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+SHAPES_NAMES = ("none", "circle", "square", "triangle")
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -120,6 +131,26 @@ DATASETS: dict[str, DatasetSpec] = {
             channels=1, image_shape=(28, 28, 1), default_format="raw", label_shape=(1,),
             default_labels=_DIGIT_NAMES, slim_module="datasets/mnist.py",
             description="UCI handwritten digits (embedded), MNIST layout, 28x28",
+        ),
+        # SSD-Tensorflow datasets/pascalvoc_2007.py, pascalvoc_2012.py: "train" is the
+        # trainval set (2012: every annotation file); 20 object classes + background.
+        DatasetSpec(
+            "pascalvoc_2007", "voc_2007_%s_*.tfrecord", (("train", 5011), ("test", 4952)), 21,
+            default_format="jpeg", detection=True, default_labels=VOC_NAMES,
+            slim_module="SSD-Tensorflow datasets/pascalvoc_2007.py",
+            description="Pascal VOC 2007 detection (SSD-Tensorflow TFRecords), train = trainval",
+        ),
+        DatasetSpec(
+            "pascalvoc_2012", "voc_2012_%s_*.tfrecord", (("train", 17125),), 21,
+            default_format="jpeg", detection=True, default_labels=VOC_NAMES,
+            slim_module="SSD-Tensorflow datasets/pascalvoc_2012.py",
+            description="Pascal VOC 2012 detection (SSD-Tensorflow TFRecords), train = trainval",
+        ),
+        DatasetSpec(
+            "shapes", "shapes_%s_*.tfrecord", (("train", 2000), ("test", 300)), 4,
+            default_format="jpeg", detection=True, default_labels=SHAPES_NAMES,
+            slim_module="SSD-Tensorflow datasets/pascalvoc_common.py",
+            description="coloured circles, squares, triangles on 96x96 canvases (embedded, generated), VOC layout",
         ),
     )
 }  # fmt: skip

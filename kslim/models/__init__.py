@@ -30,6 +30,8 @@ _FAMILIES = (
     "pnasnet",
     "resnet",
     "s3dg",
+    "ssd_small",
+    "ssd_vgg",
     "vgg",
 )
 for _family in _FAMILIES:

@@ -16,7 +16,7 @@ import functools
 from types import ModuleType
 from typing import Callable
 
-from kslim.preprocess import cifarnet, inception, lenet, vgg
+from kslim.preprocess import cifarnet, inception, lenet, ssd_vgg, vgg
 
 __all__ = ["get_preprocessing", "list_preprocessing", "preprocessing_family"]
 
@@ -24,6 +24,7 @@ _FAMILIES: dict[str, ModuleType] = {
     "cifarnet": cifarnet,
     "inception": inception,
     "lenet": lenet,
+    "ssd_vgg": ssd_vgg,
     "vgg": vgg,
 }
 
@@ -73,6 +74,10 @@ _KSLIM_NAMES = {
     "mobilenet_v1_050": "inception",
     "mobilenet_v1_025": "inception",
     "nasnet_cifar": "cifarnet",
+    # SSD-Tensorflow's preprocessing_factory: boxes in, boxes out (another signature).
+    "ssd_vgg": "ssd_vgg",
+    "ssd_300_vgg": "ssd_vgg",
+    "ssd_512_vgg": "ssd_vgg",
 }
 
 _NAMES = {**_SLIM_NAMES, **_KSLIM_NAMES}
@@ -119,6 +124,8 @@ def get_preprocessing(name: str, is_training: bool = False, use_grayscale: bool 
     """
     family = preprocessing_family(name)
     module = _FAMILIES[family]
+    if family == "ssd_vgg":
+        return _ssd_preprocessing(is_training, use_grayscale)
 
     @functools.wraps(module.preprocess_image)
     def preprocessing_fn(image, output_height, output_width, **kwargs):
@@ -144,4 +151,25 @@ def get_preprocessing(name: str, is_training: bool = False, use_grayscale: bool 
             )
 
         preprocessing_fn.jpeg_fn = jpeg_fn
+    return preprocessing_fn
+
+
+def _ssd_preprocessing(is_training: bool, use_grayscale: bool) -> Callable:
+    """SSD-Tensorflow's `ssd_vgg` preprocessing: `fn(image, labels, bboxes, out_shape=(300, 300), **kw)`.
+
+    Eval returns `(image, labels, bboxes, bbox_img)` (keywords `resize`, `difficults`,
+    `data_format`); train returns `(image, labels, bboxes)` (keywords `seed`,
+    `fast_mode`, `data_format`). See `kslim.preprocess.ssd_vgg`.
+    """
+    if use_grayscale:
+        raise ValueError("ssd_vgg preprocessing has no grayscale mode (SSD nets take RGB images)")
+    module = ssd_vgg.preprocess_for_train if is_training else ssd_vgg.preprocess_for_eval
+
+    @functools.wraps(module)
+    def preprocessing_fn(image, labels, bboxes, out_shape=ssd_vgg.EVAL_SIZE, **kwargs):
+        return module(image, labels, bboxes, out_shape, **kwargs)
+
+    preprocessing_fn.family = "ssd_vgg"
+    preprocessing_fn.is_training = is_training
+    preprocessing_fn.jpeg_fn = None
     return preprocessing_fn

@@ -52,12 +52,22 @@ class DemoResult:
     seconds: float
 
 
-def demo(work_dir: str | None = None, stream=None, **overrides) -> DemoResult:
+def demo(work_dir: str | None = None, stream=None, task: str = "classification",
+         **overrides) -> DemoResult:
     """Runs the demo; `overrides` change `DEMO_FLAGS` (e.g. `max_number_of_steps=50`).
 
+    `task="detection"` runs the SSD demo instead (`kslim.detection._demo`: the embedded
+    shapes set, `ssd_demo`, VOC mAP), whose overrides change its own flags.
+
     Returns:
-        A `DemoResult`.
+        A `DemoResult` (detection: a `DetectionDemoResult`).
     """
+    if task == "detection":
+        from kslim.detection._demo import detection_demo
+
+        return detection_demo(work_dir, stream, **overrides)
+    if task != "classification":
+        raise ValueError(f"demo task must be 'classification' or 'detection', got {task!r}")
     from kslim import data, models
     from kslim.training._eval import EvalResult, evaluate, evaluate_model, format_result
     from kslim.training._train import train
