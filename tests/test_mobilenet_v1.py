@@ -402,3 +402,14 @@ def test_bad_input_and_options():
         MobileNetV1(depth_multiplier=0)
     with pytest.raises(ValueError, match=r"conv_defs row 1 is .*expected Conv"):
         MobileNetV1(conv_defs=[Conv([3, 3], 2, 8), ("Pool", [3, 3], 2, 8)])
+
+
+def test_same_shaped_layers_start_with_their_own_values():
+    # The family's shared initializer instance must not give Conv2d_8 and Conv2d_9 (same
+    # shapes) the same draw: Keras 3 fixes an unseeded instance's seed at creation.
+    model = kslim.models.create_model("mobilenet_v1_025", num_classes=10, input_shape=(32, 32, 3))
+    weights = compat.slim_variables(model)
+    for leaf in ("pointwise/weights", "depthwise/depthwise_weights"):
+        a = weights[f"MobilenetV1/Conv2d_8_{leaf}"].numpy()
+        b = weights[f"MobilenetV1/Conv2d_9_{leaf}"].numpy()
+        assert a.shape == b.shape and not np.array_equal(a, b), leaf

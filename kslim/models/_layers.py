@@ -60,6 +60,16 @@ def _unset(shape, dtype=None):
     return tf.raw_ops.Empty(shape=shape, dtype=dtype or "float32", init=False)
 
 
+def own_initializer(initializer):
+    """A layer's own copy of `initializer`. Keras 3 fixes an unseeded initializer's
+    seed when the instance is made, so one instance shared by several layers (a
+    family's defaults, slim's arg_scope) would give every same-shaped layer the same
+    initial values; a copy made from its config draws a seed of its own (a seeded
+    one keeps its seed)."""
+    initializer = keras.initializers.get(initializer)
+    return initializer.__class__.from_config(initializer.get_config())
+
+
 def l2_regularizer(weight_decay: float | None):
     """slim.l2_regularizer(wd): `wd * sum(w ** 2) / 2` per tensor, or None for 0."""
     if not weight_decay:
@@ -190,8 +200,8 @@ class _SlimLayer(keras.layers.Layer):
         # slim: a layer with a normalizer_fn has no biases.
         self.use_bias = (batch_norm is None) if use_bias is None else use_bias
         self.weight_decay = weight_decay
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = own_initializer(kernel_initializer)
+        self.bias_initializer = own_initializer(bias_initializer)
 
     def _weight(self, name: str, shape, initializer, regularizer=None):
         """`add_weight`, honouring `deferred_initializers`."""
