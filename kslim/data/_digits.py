@@ -22,12 +22,11 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from kslim.data import _records, _specs
-from kslim.data._home import kslim_home
+from kslim.data._home import generated_dataset
 
 __all__ = ["load_digits", "digits_28x28", "split_digits", "write_digits", "ensure_digits"]
 
@@ -95,14 +94,6 @@ def write_digits(dataset_dir: str) -> str:
     return dataset_dir
 
 
-def _cached_version(dataset_dir: str) -> int | None:
-    try:
-        with open(os.path.join(dataset_dir, _specs.INFO_FILENAME)) as f:
-            return json.load(f).get("version")
-    except (OSError, ValueError):
-        return None
-
-
 def ensure_digits() -> str:
     """The digits dataset folder under `$KSLIM_HOME/datasets/digits`, written on first use.
 
@@ -110,24 +101,4 @@ def ensure_digits() -> str:
     interrupted first run never leaves a half-written dataset; a cache made by another
     kslim version of this conversion is replaced the same way.
     """
-    final = os.path.join(kslim_home(), "datasets", "digits")
-    if _cached_version(final) == _VERSION:
-        return final
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".digits-", dir=parent)
-    try:
-        write_digits(tmp)
-        if os.path.isdir(final):  # stale version: move it aside, then swap
-            stale = tempfile.mkdtemp(prefix=".digits-old-", dir=parent)
-            os.rename(final, os.path.join(stale, "digits"))
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if _cached_version(final) != _VERSION:  # not a concurrent writer's result
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return generated_dataset("digits", _VERSION, write_digits)

@@ -20,14 +20,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from kslim.data import _records, _specs
-from kslim.data._home import kslim_home
+from kslim.data._home import generated_dataset
 from kslim.data._voc import VOCAnnotation, voc_example, write_voc_records
 
 __all__ = ["SIZE", "SPLITS", "draw_shapes", "write_shapes", "ensure_shapes"]
@@ -112,38 +110,10 @@ def write_shapes(dataset_dir: str) -> str:
     return dataset_dir
 
 
-def _cached_version(dataset_dir: str) -> int | None:
-    try:
-        with open(os.path.join(dataset_dir, _specs.INFO_FILENAME)) as f:
-            return json.load(f).get("version")
-    except (OSError, ValueError):
-        return None
-
-
 def ensure_shapes() -> str:
     """The shapes folder under `$KSLIM_HOME/datasets/shapes`, written on first use.
 
     Built in a temporary folder beside the final one and renamed into place, so an
     interrupted first run never leaves a half-written dataset (as `digits`).
     """
-    final = os.path.join(kslim_home(), "datasets", "shapes")
-    if _cached_version(final) == _VERSION:
-        return final
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".shapes-", dir=parent)
-    try:
-        write_shapes(tmp)
-        if os.path.isdir(final):  # another version: move it aside, then swap
-            stale = tempfile.mkdtemp(prefix=".shapes-old-", dir=parent)
-            os.rename(final, os.path.join(stale, "shapes"))
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if _cached_version(final) != _VERSION:  # not a concurrent writer's result
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return generated_dataset("shapes", _VERSION, write_shapes)

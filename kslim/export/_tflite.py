@@ -372,7 +372,7 @@ class TFLiteRunner:
         """
         import tensorflow as tf
 
-        from kslim.training._infer import (Prediction, _image_files, image_preprocessor,
+        from kslim.training._infer import (_image_files, classify_files, image_preprocessor,
                                            resolve_labels)
 
         images = _image_files(images)  # folders: their image files, as `kslim predict`
@@ -386,30 +386,8 @@ class TFLiteRunner:
         names = resolve_labels(labels, outputs) if labels is not None else \
             self.metadata.get("labels") or resolve_labels(None, outputs)
         top_k = max(1, min(int(top_k), outputs))
-        results = []
-        for start in range(0, len(images), batch_size):
-            paths = [os.fspath(p) for p in images[start:start + batch_size]]
-            batch = []
-            for path in paths:
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"image file {path!r} does not exist")
-                with open(path, "rb") as f:
-                    encoded = f.read()
-                try:
-                    batch.append(prepare(tf.constant(encoded)).numpy())
-                except (tf.errors.InvalidArgumentError, ValueError) as e:
-                    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    raise ValueError(f"cannot decode image {path!r}: not a JPEG, PNG, GIF or "
-                                     f"BMP file, or damaged ({detail})") from None
-            logits = self(np.stack(batch))
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
-            for path, row in zip(paths, probabilities):
-                order = np.argsort(-row, kind="stable")[:top_k]
-                results.append(Prediction(
-                    path, [int(i) for i in order], [float(row[i]) for i in order],
-                    [names[i] if names else str(int(i)) for i in order]))
-        return results
+        return classify_files(images, prepare, lambda batch: self(np.stack(batch)), names,
+                              top_k, batch_size)
 
     def describe(self) -> dict[str, Any]:
         """What the file holds: input shape and type, quantization, backend, metadata."""

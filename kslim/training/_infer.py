@@ -197,6 +197,26 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
                                  size, channels)
     prepare = tf.function(prepare, reduce_retracing=True)
     top_k = max(1, min(int(top_k), outputs))
+
+    def logits_of(batch):
+        return tf.cast(model(tf.stack(batch), training=False), tf.float32).numpy()
+
+    return classify_files(images, prepare, logits_of, names, top_k, batch_size)
+
+
+def classify_files(images: Sequence[str], prepare, logits_of, names, top_k: int,
+                   batch_size: int) -> list[Prediction]:
+    """The loop of `kslim predict`, for Keras models and `.tflite` files alike: reads
+    the image files in batches, preprocesses each with `prepare(encoded) -> image`,
+    and turns `logits_of(list of images) -> [batch, classes]` into the `top_k`
+    classes with their softmax probabilities and `names`.
+
+    Raises:
+        FileNotFoundError: an image file is missing.
+        ValueError: an image cannot be decoded (naming the file).
+    """
+    import tensorflow as tf
+
     results = []
     for start in range(0, len(images), batch_size):
         paths = [os.fspath(p) for p in images[start:start + batch_size]]
@@ -212,8 +232,9 @@ def predict(images: Sequence[str | os.PathLike], model_name: str, weights=None, 
                 detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(f"cannot decode image {path!r}: not a JPEG, PNG, GIF or BMP "
                                  f"file, or damaged ({detail})") from None
-        logits = model(tf.stack(batch), training=False)
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
+        logits = np.asarray(logits_of(batch), np.float64)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         for path, row in zip(paths, probabilities):
             order = np.argsort(-row, kind="stable")[:top_k]
             results.append(Prediction(
