@@ -16,7 +16,7 @@ import os
 import sys
 
 from benchmarks import loading, models
-from benchmarks._common import HERE, fmt, machine, matmul_peak, write_csv
+from benchmarks._common import HERE, command_line, fmt, machine, matmul_peak, write_csv
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -47,21 +47,6 @@ def model_table(rows, peak: float) -> list[str]:
                      f"{fmt(s2)} | {fmt(ka)} | {_ratio(k, s)} | {_ratio(kx, s)} | "
                      f"{_ratio(k, s2)} | {_ratio(k, ka)} | {share} |")
     return lines
-
-
-def _command_line(argv) -> str:
-    """The command as run, with the machine's research/slim folder written as DIR: the
-    results name where the copy came from (a tensorflow/models checkout), not a path."""
-    words, hide = [], False
-    for word in argv:
-        if hide:
-            words.append("DIR")
-        elif word.startswith("--research_slim="):
-            word = "--research_slim=DIR"
-        if not hide:
-            words.append(word)
-        hide = word == "--research_slim"
-    return " ".join(words)
 
 
 def main(argv=None) -> int:
@@ -97,7 +82,7 @@ def main(argv=None) -> int:
     peak = matmul_peak()
     print(f"machine: {facts}; matmul peak {peak}")
     lines = [f"# kslim benchmark results ({datetime.date.today().isoformat()})", "",
-             f"Command: `python -m benchmarks {_command_line(argv or sys.argv[1:])}`", "",
+             f"Command: `python -m benchmarks {command_line(argv or sys.argv[1:])}`", "",
              f"Machine: {facts['cpu']}, {facts['cores']} cores; GPUs: {facts['gpus']}; "
              f"TensorFlow {facts['tensorflow']}, Keras {facts['keras']}, "
              f"Python {facts['python']}.",

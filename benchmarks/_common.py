@@ -109,3 +109,22 @@ def write_csv(rows: list[Row], path: str) -> None:
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+# Flags whose value is a folder of the machine the benchmark ran on: results show DIR.
+PATH_FLAGS = ("--research_slim", "--ssd_tensorflow")
+
+
+def command_line(argv) -> str:
+    """The command as run, for the results file, with the value of each `PATH_FLAGS`
+    flag written as DIR: the results say where such a copy came from, not a path."""
+    words, hide = [], False
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        if hide:
+            word = "DIR"
+        elif "=" in word and flag in PATH_FLAGS:
+            word = f"{flag}=DIR"
+        words.append(word)
+        hide = not hide and word in PATH_FLAGS
+    return " ".join(words)

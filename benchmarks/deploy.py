@@ -33,7 +33,7 @@ import tempfile
 import numpy as np
 
 from benchmarks import models
-from benchmarks._common import HERE, compare, fmt, machine
+from benchmarks._common import HERE, command_line, compare, fmt, machine
 
 NETS = ("mobilenet_v1", "mobilenet_v2", "inception_v3", "resnet_v1_50")
 THREADS = 2
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
                           args.seconds, args.research_slim, folder, args.rounds)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"# Deployment speed ({datetime.date.today().isoformat()})", "",
-             f"Command: `python -m benchmarks.deploy {' '.join(argv or sys.argv[1:])}`", "",
+             f"Command: `python -m benchmarks.deploy {command_line(argv or sys.argv[1:])}`", "",
              f"Machine: {facts['cpu']}, {facts['cores']} cores; TensorFlow "
              f"{facts['tensorflow']}, Keras {facts['keras']}, Python {facts['python']}; "
              f"1-minute load average at the end {load:.1f}.", "",

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks._common import HERE, compare, fmt, machine
+from benchmarks._common import HERE, command_line, compare, fmt, machine
 
 SIZE = 300
 NUM_CLASSES = 21
@@ -308,7 +308,7 @@ def main(argv=None) -> int:
                args.train_batch, args.seconds, xla=args.xla)
     lines = [f"# SSD benchmark: kslim ssd_300_vgg vs SSD-Tensorflow "
              f"({datetime.date.today().isoformat()})", "",
-             f"Command: `python -m benchmarks.ssd {' '.join(argv or sys.argv[1:])}`", "",
+             f"Command: `python -m benchmarks.ssd {command_line(argv or sys.argv[1:])}`", "",
              f"Machine: {facts['cpu']}, {facts['cores']} cores; GPUs: {facts['gpus']}; "
              f"TensorFlow {facts['tensorflow']}, Keras {facts['keras']}, "
              f"Python {facts['python']}.", "",
