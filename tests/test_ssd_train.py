@@ -14,7 +14,7 @@ import kslim
 from kslim import compat, training
 from kslim.compat import CheckpointError
 from kslim.detection import VOCMetric, decode, detected_bboxes
-from kslim.detection._train import detection_dataset, warm_start_from_scope
+from kslim.detection._train import detection_dataset
 from ssd_helpers import VGG_CONVS, write_tiny_shapes, write_vgg16_checkpoint
 
 TRAIN_FLAGS = dict(model_name="ssd_demo", dataset_name="shapes", batch_size=4,
@@ -157,7 +157,10 @@ def test_vgg16_checkpoint_warm_starts_the_backbone(shapes_dir, tmp_path, capsys)
     before = weights["ssd_300_vgg/conv6/weights"].numpy()
     with pytest.raises(CheckpointError, match=r"ssd_300_vgg/conv6/weights: not in the "
                                               r"checkpoint \(looked for 'vgg_16/conv6/weights'"):
-        warm_start_from_scope(result.model, config)
+        training.warm_start(result.model, config.checkpoint_path,
+                            checkpoint_exclude_scopes=None,
+                            ignore_missing_vars=config.ignore_missing_vars,
+                            checkpoint_model_scope=config.checkpoint_model_scope)
     np.testing.assert_array_equal(weights["ssd_300_vgg/conv6/weights"].numpy(), before)
 
 

@@ -443,6 +443,7 @@ class Split:
         on_error: str = "raise",
         as_dict: bool = False,
         check_files: bool | str = "auto",
+        record_filter=None,
     ) -> tf.data.Dataset:
         """Decoded examples of the split, in file order unless shuffled.
 
@@ -468,6 +469,8 @@ class Split:
                 `record` (and for imagenet `label_text`, `synset`, `object/bbox` as
                 `[N, 4]` ymin, xmin, ymax, xmax, `object/label`) instead of pairs.
             check_files: see `records`.
+            record_filter: a further predicate `(file, index, serialized) -> bool` on the
+                records before decoding (a subclass's, e.g. detection's `skip_empty`).
 
         Returns:
             `tf.data.Dataset` of `(image uint8 [H, W, C], label int64 [])` (or dicts).
@@ -483,6 +486,8 @@ class Split:
         )
         if on_error == "skip":
             records = records.filter(self.skip_filter())
+        if record_filter is not None:
+            records = records.filter(record_filter)
         decoded = records.map(
             lambda f, i, r: self.decode(f, i, r, on_error=on_error, as_dict=as_dict),
             num_parallel_calls=num_parallel_calls,

@@ -230,50 +230,19 @@ class DetectionSplit(Split):
 
         return keep
 
-    def dataset(
-        self,
-        *,
-        shuffle_files: bool = False,
-        seed: int | None = None,
-        input_context: tf.distribute.InputContext | None = None,
-        cycle_length: int = 1,
-        num_parallel_calls: int | None = tf.data.AUTOTUNE,
-        deterministic: bool | None = None,
-        on_error: str = "raise",
-        as_dict: bool = False,
-        check_files: bool | str = "auto",
-        skip_empty: bool = False,
-    ) -> tf.data.Dataset:
+    def dataset(self, *, skip_empty: bool = False, **kwargs) -> tf.data.Dataset:
         """Decoded images with their objects, in file order unless shuffled.
 
-        Args: as `Split.dataset`, and
+        Args: the keywords of `Split.dataset`, and
             skip_empty: drop images without objects, listing each in `skipped`
                 (reason "it has no objects"); kept by default.
 
         Returns:
             `tf.data.Dataset` of the tuples (or dicts) the class doc describes.
         """
-        records = self.records(
-            shuffle_files=shuffle_files,
-            seed=seed,
-            input_context=input_context,
-            cycle_length=cycle_length,
-            deterministic=deterministic,
-            on_error=on_error,
-            check_files=check_files,
-        )
-        if on_error == "skip":
-            records = records.filter(self.skip_filter())
         if skip_empty:
-            records = records.filter(self._nonempty_filter())
-        decoded = records.map(
-            lambda f, i, r: self.decode(f, i, r, on_error=on_error, as_dict=as_dict),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=deterministic,
-        )
-        if on_error == "skip":
-            decoded = decoded.ignore_errors(log_warning=True)
-        return decoded
+            kwargs["record_filter"] = self._nonempty_filter()
+        return super().dataset(**kwargs)
 
 
 # -- writing ---------------------------------------------------------------------------------

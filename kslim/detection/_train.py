@@ -27,7 +27,6 @@ on CPU: its issues #226, #268).
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
 import numpy as np
@@ -36,7 +35,7 @@ import tensorflow as tf
 __all__ = ["DetectionEvalResult", "DetectionTask", "RESIZE_MODES", "check_detection_split",
            "describe_warm_start", "detection_dataset", "detection_num_classes",
            "detection_step", "evaluate_detection", "evaluate_detection_model",
-           "format_detection_result", "ssd_compile_options", "warm_start_from_scope"]
+           "format_detection_result", "ssd_compile_options"]
 
 # eval_ssd_network.py's --eval_resize values (SSD-Tensorflow's `Resize` enum).
 RESIZE_MODES = {1: "none", 2: "central_crop", 3: "pad_and_resize", 4: "warp_resize"}
@@ -241,37 +240,6 @@ def _layer_of(name: str, scope: str) -> str:
     """`ssd_300_vgg/conv1/conv1_1/weights` -> `conv1/conv1_1` (the slim layer)."""
     rest = name[len(scope) + 1:] if scope and name.startswith(scope + "/") else name
     return rest.rsplit("/", 1)[0]
-
-
-def warm_start_from_scope(model, config):
-    """slim's warm start with `train_ssd_network.py`'s `--checkpoint_model_scope`.
-
-    Every model variable name has the model name replaced by the scope
-    (`ssd_300_vgg/conv1/conv1_1/weights` -> `vgg_16/conv1/conv1_1/weights`), as
-    SSD-Tensorflow's `tf_utils.get_init_fn`; `--checkpoint_exclude_scopes` and
-    `--ignore_missing_vars` apply as in slim; `--checkpoint_path=slim` (or `slim:<tag>`)
-    is the model zoo's checkpoint of the scope's net (`vgg_16`). Prints which layers
-    loaded and which start fresh.
-
-    Returns:
-        The `kslim.compat.RestoreReport`.
-    """
-    from kslim import compat
-    from kslim.training._scopes import parse_scopes
-
-    scope = config.checkpoint_model_scope.strip().rstrip("/")
-    own = model.scope or model.name
-    path = os.fspath(config.checkpoint_path)
-    if path == "slim" or path.startswith("slim:"):  # the zoo's checkpoint of that scope
-        from kslim.models import zoo
-
-        path = zoo.fetch(zoo.lookup(scope, path))
-    report = compat.restore(model, path,
-                            exclude=parse_scopes(config.checkpoint_exclude_scopes),
-                            ignore_missing=config.ignore_missing_vars,
-                            rename={own: scope})
-    print(describe_warm_start(report, own, scope), flush=True)
-    return report
 
 
 def describe_warm_start(report, own: str, scope: str) -> str:

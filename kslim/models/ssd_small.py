@@ -68,6 +68,7 @@ class SSDDemo(SSDVGG):
     """
 
     variant = "ssd_demo"
+    loss_variant = "ssd_300_vgg"  # SSD-Tensorflow's SSD-300 loss
     params = PARAMS
     head_scopes = tuple(f"{layer}_box/conv_cls" for layer in PARAMS.feat_layers)
 
@@ -142,16 +143,6 @@ class SSDDemo(SSDVGG):
             self._last_shapes = shapes
         return ({"logits": tf.concat(logits, axis=1),
                  "localisations": tf.concat(localisations, axis=1)}, end_points)
-
-    def loss_terms(self, y, y_pred) -> dict:
-        """SSD-Tensorflow's SSD-300 loss (`ssd_losses(variant="ssd_300_vgg")`)."""
-        from kslim.detection.losses import ssd_losses
-
-        return ssd_losses(y_pred["logits"], y_pred["localisations"], y["labels"],
-                          y["localisations"], y["scores"],
-                          match_threshold=self.match_threshold,
-                          negative_ratio=self.negative_ratio, alpha=self.loss_alpha,
-                          variant="ssd_300_vgg", normalization=self.loss_normalization)
 
     def get_config(self):
         config = super().get_config()

@@ -198,6 +198,7 @@ class SSDVGG(SlimModel):
     """
 
     variant: str = ""
+    loss_variant: str = ""  # which of SSD-Tensorflow's two losses (default: the variant's)
     params: SSDParams
 
     def __init__(self, num_classes: int | None = 21, dropout_keep_prob: float = 0.5,
@@ -453,14 +454,15 @@ class SSDVGG(SlimModel):
             raise ValueError(f"{self.name}: the SSD targets need keys labels, "
                              f"localisations and scores (kslim.detection.encode per "
                              f"image); missing {sorted(missing)}")
+        variant = self.loss_variant or self.variant
         layer_sizes = None
-        if self.variant == "ssd_512_vgg":
+        if variant == "ssd_512_vgg":
             layer_sizes = [h * w * a for h, w, a in self._shapes_for_outputs(y_pred)]
         return ssd_losses(y_pred["logits"], y_pred["localisations"], y["labels"],
                           y["localisations"], y["scores"],
                           match_threshold=self.match_threshold,
                           negative_ratio=self.negative_ratio, alpha=self.loss_alpha,
-                          variant=self.variant, layer_sizes=layer_sizes,
+                          variant=variant, layer_sizes=layer_sizes,
                           normalization=self.loss_normalization)
 
     def _shapes_for_outputs(self, y_pred):

@@ -108,7 +108,7 @@ def set_trainable_scopes(model, scopes: str | Iterable[str] | None) -> list[str]
 def warm_start(model, checkpoint_path: str | os.PathLike | None, *,
                checkpoint_exclude_scopes: str | Iterable[str] | None = None,
                ignore_missing_vars: bool = False, train_dir: str | os.PathLike | None = None,
-               model_name: str | None = None):
+               model_name: str | None = None, checkpoint_model_scope: str | None = None):
     """slim's `_get_init_fn`: fine-tune from `checkpoint_path` at step 0.
 
     Args:
@@ -122,6 +122,9 @@ def warm_start(model, checkpoint_path: str | os.PathLike | None, *,
         train_dir: when it already holds a checkpoint, training resumes from there
             instead and the warm start is skipped (slim's order).
         model_name: the registered net name, for `"slim"` (default: the model's).
+        checkpoint_model_scope: the checkpoint's top-level scope when it differs from the
+            model's (`train_ssd_network.py`'s flag: `vgg_16` for an SSD's backbone); the
+            model scope is renamed to it, and `"slim"` means that net's zoo checkpoint.
 
     Returns:
         The `kslim.compat.RestoreReport`, or None when nothing was restored.
@@ -134,11 +137,13 @@ def warm_start(model, checkpoint_path: str | os.PathLike | None, *,
         log.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
                  train_dir)
         return None
+    scope = (checkpoint_model_scope or "").strip().rstrip("/")
     path = os.fspath(checkpoint_path)
     if path == "slim" or path.startswith("slim:"):
         from kslim.models import zoo
 
-        entry = zoo.lookup(model_name or model.slim_name, path)
+        entry = zoo.lookup(scope or model_name or model.slim_name, path)
         path = zoo.fetch(entry)
     return compat.restore(model, path, exclude=parse_scopes(checkpoint_exclude_scopes),
-                          ignore_missing=ignore_missing_vars)
+                          ignore_missing=ignore_missing_vars,
+                          rename={model.scope or model.name: scope} if scope else None)

@@ -399,16 +399,20 @@ def train(config: TrainConfig | None = None, **flags: Any) -> TrainResult:
             if config.checkpoint_path:
                 print(f"Ignoring --checkpoint_path because a checkpoint already exists in "
                       f"{config.train_dir}", flush=True)
-        elif config.checkpoint_path and config.checkpoint_model_scope:
-            from kslim.detection._train import warm_start_from_scope
-
-            report = warm_start_from_scope(model, config)  # train_ssd_network.py's rename
         elif config.checkpoint_path:
             report = warm_start(model, config.checkpoint_path,
                                 checkpoint_exclude_scopes=config.checkpoint_exclude_scopes,
                                 ignore_missing_vars=config.ignore_missing_vars,
-                                model_name=spec.name)
-            print(f"Fine-tuning from {report}", flush=True)
+                                model_name=spec.name,
+                                checkpoint_model_scope=config.checkpoint_model_scope)
+            if config.checkpoint_model_scope:  # train_ssd_network.py's rename, by layer
+                from kslim.detection._train import describe_warm_start
+
+                print(describe_warm_start(report, model.scope or model.name,
+                                          config.checkpoint_model_scope.strip().rstrip("/")),
+                      flush=True)
+            else:
+                print(f"Fine-tuning from {report}", flush=True)
     if config.moving_average_decay:
         ema = ExponentialMovingAverage(config.moving_average_decay).attach(model)
         if resumed_from:
